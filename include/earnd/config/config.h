@@ -1,0 +1,83 @@
+#pragma once
+
+// earnd's configuration: one TOML file (config/default.toml documents every key), EARND_*
+// environment overrides for secrets and ports, then command-line flags. Loaded once at startup;
+// read-only afterwards, so any thread may read it without synchronization.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace earnd::config {
+
+enum class Durability { kGroup, kAsync };
+
+struct ServerConfig {
+  std::string public_listen = "0.0.0.0:8080";
+  std::string admin_listen = "127.0.0.1:8081";
+  std::string public_base_url;  // empty: derived from public_listen
+  int io_threads = 2;
+  std::uint32_t max_header_bytes = 8 * 1024;
+  std::uint32_t max_body_bytes = 64 * 1024;
+  std::uint32_t read_timeout_ms = 10'000;
+  std::uint32_t idle_timeout_ms = 60'000;
+  std::uint32_t write_timeout_ms = 10'000;
+  std::uint32_t max_connections = 10'000;
+  std::uint32_t shutdown_grace_ms = 5'000;
+  std::vector<std::string> trusted_proxies;  // addresses or CIDR blocks
+  std::string admin_key;
+};
+
+struct RedirectConfig {
+  std::string unknown_code_fallback;  // empty: answer 404
+  bool cookie_secure = false;
+};
+
+struct StorageConfig {
+  std::string data_dir = "./data";
+  Durability durability = Durability::kGroup;
+  std::uint32_t async_flush_interval_ms = 10;
+  std::uint32_t max_batch = 4096;
+  std::uint32_t queue_capacity = 65'536;
+  std::uint32_t block_cache_mb = 64;
+};
+
+struct ClicksConfig {
+  std::string visitor_secret;  // empty: generated at first start and kept in the data dir
+  std::uint32_t shard_count = 64;
+  std::uint32_t dedupe_capacity = 1'000'000;
+  std::uint32_t velocity_limit = 0;  // 0 turns the velocity rule off
+  std::uint32_t velocity_window_s = 60;
+};
+
+struct LogConfig {
+  std::string level = "info";
+  std::uint32_t warn_interval_ms = 10'000;
+};
+
+struct Config {
+  ServerConfig server;
+  RedirectConfig redirect;
+  StorageConfig storage;
+  ClicksConfig clicks;
+  LogConfig log;
+};
+
+// Reads a TOML file over the defaults; unknown keys are an error so a typo is never silently
+// ignored. Throws ConfigError naming the key or the parse position.
+Config load_file(const std::string& path);
+
+// Parses TOML text over the defaults (used by load_file and tests). Throws ConfigError.
+Config load_text(std::string_view toml_text);
+
+// Applies EARND_ADMIN_KEY, EARND_VISITOR_SECRET, EARND_PUBLIC_LISTEN, EARND_ADMIN_LISTEN,
+// EARND_DATA_DIR and EARND_DURABILITY when set. Throws ConfigError on a bad value.
+void apply_environment(Config& c);
+
+// Checks ranges and combinations. Throws ConfigError.
+void validate(const Config& c);
+
+// Splits "host:port" ("[::1]:80" for IPv6). Throws ConfigError.
+std::pair<std::string, std::uint16_t> split_host_port(const std::string& text);
+
+}  // namespace earnd::config

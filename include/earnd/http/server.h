@@ -1,0 +1,69 @@
+#pragma once
+
+// earnd's HTTP front: the public listener (redirects, health, conversions) served by one
+// io_context per I/O thread, each with its own SO_REUSEPORT acceptor so that a connection stays
+// on one thread from accept to close; and the admin listener (admin API, /metrics) on a thread
+// of its own, so that slow admin writes never delay a redirect.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "earnd/config/config.h"
+
+namespace earnd::ingest {
+class BotClassifier;
+class Pipeline;
+}  // namespace earnd::ingest
+
+namespace earnd::links {
+class Catalog;
+}
+
+namespace earnd::metrics {
+class Metrics;
+}
+
+namespace earnd::store {
+class Store;
+}
+
+namespace earnd::http {
+
+// Everything the request handlers use. All members must outlive the Server.
+struct Services {
+  const config::Config& config;
+  links::Catalog& catalog;
+  store::Store& store;
+  ingest::Pipeline& pipeline;
+  const ingest::BotClassifier& bots;
+  metrics::Metrics& metrics;
+  std::string visitor_secret;
+};
+
+class Server {
+ public:
+  // Binds both listeners (throws StartupError when a port is taken) and starts the I/O threads
+  // and the admin thread. The pipeline must have lanes for config.server.io_threads threads and
+  // be started by the caller.
+  explicit Server(Services services);
+  ~Server();
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // The bound addresses, "host:port" (the real port when 0 was asked for).
+  std::string public_address() const;
+  std::string admin_address() const;
+
+  // Stops accepting, lets requests in flight finish (up to shutdown_grace_ms), closes idle
+  // connections and joins the threads. Blocks; call once, from a thread that is not an I/O
+  // thread. After it returns no thread submits clicks, so the pipeline can be stopped.
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace earnd::http

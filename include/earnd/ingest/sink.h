@@ -1,0 +1,49 @@
+#pragma once
+
+// Where the ingest writer puts clicks. The embedded sink appends them to RocksDB; a distributed
+// log can be a second implementation without the pipeline changing.
+
+#include <memory>
+#include <span>
+
+#include "earnd/common/error.h"
+#include "earnd/common/click.h"
+
+namespace earnd::store {
+class Store;
+}
+
+namespace earnd::ingest {
+
+class ClickSink {
+ public:
+  virtual ~ClickSink() = default;
+
+  // Writes clicks as one atomic unit; with sync, returns only once they survive a power cut.
+  // Called from the writer thread only. Returns the failure as an ErrorCode, never throws.
+  [[nodiscard]] virtual ErrorCode write(std::span<const ClickRecord> clicks, bool sync) = 0;
+
+  // Makes every earlier write durable (async durability's periodic flush).
+  [[nodiscard]] virtual ErrorCode sync() = 0;
+
+  // Bytes the last write handed to storage, for metrics.
+  virtual std::size_t last_write_bytes() const noexcept = 0;
+};
+
+// The embedded sink: one RocksDB WriteBatch per call. The store must outlive the sink.
+class StoreSink final : public ClickSink {
+ public:
+  explicit StoreSink(store::Store& store);
+  ~StoreSink() override;
+
+  ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override;
+  ErrorCode sync() override;
+  std::size_t last_write_bytes() const noexcept override { return last_bytes_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::size_t last_bytes_ = 0;
+};
+
+}  // namespace earnd::ingest

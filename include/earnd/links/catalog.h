@@ -1,0 +1,162 @@
+#pragma once
+
+// Programs, referrers and links: stored in the store's meta family, changed through the admin
+// API, and served to the redirect path from an immutable in-memory snapshot. A change builds
+// and publishes a new snapshot; readers keep using the one they hold, so they never lock and
+// never see a half-written link.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json/value.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
+
+#include "earnd/common/error.h"
+#include "earnd/links/destination.h"
+
+namespace earnd::store {
+class Store;
+}
+
+namespace earnd::links {
+
+// What the redirect path needs of a program.
+struct ProgramView {
+  std::string id;
+  std::string currency;
+  ParsedDestination destination;
+  std::vector<std::string> allowed_hosts;
+  bool deep_links = false;
+  std::string ref_param = "ref";
+  std::string click_param = "earnd_cid";
+  std::string fallback_url;
+  std::uint64_t cookie_max_age_s = 30ull * 86400;
+  std::uint64_t dedupe_ms = 60ull * 60'000;
+  std::string model = "last_click";
+  std::uint32_t window_days = 30;
+};
+
+// What the redirect path needs of a link.
+struct LinkView {
+  std::string code;  // as the admin wrote it; lookups are case-insensitive
+  std::string referrer_id;
+  bool disabled = false;
+  std::optional<ParsedDestination> destination;  // overrides the program's
+  std::shared_ptr<const ProgramView> program;
+
+  const ParsedDestination& effective_destination() const {
+    return destination ? *destination : program->destination;
+  }
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept;
+};
+
+struct StringEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+};
+
+// An immutable view of every link, keyed by lower-case code.
+struct Snapshot {
+  boost::unordered_flat_map<std::string, LinkView, StringHash, StringEq> links;
+  std::uint64_t version = 0;
+
+  // The link for a code in any case, or nullptr. code must be at most 32 characters.
+  const LinkView* find(std::string_view code) const noexcept;
+};
+
+// The outcome of an admin call: an HTTP status and a JSON body.
+struct AdminReply {
+  unsigned status = 200;
+  boost::json::value body;
+};
+
+// Builds {"error": {"code": code, "message": message}}.
+AdminReply error_reply(unsigned status, std::string_view code, std::string_view message);
+
+class Catalog {
+ public:
+  // Loads every program, referrer and link from the store (startup; throws StartupError on a
+  // storage failure). The store must outlive the catalog. public_base_url forms referrer URLs.
+  Catalog(store::Store& store, std::string public_base_url);
+  ~Catalog();
+
+  // The current snapshot. Thread-safe; costs an atomic shared_ptr load, so hot paths should
+  // keep a SnapshotReader instead.
+  std::shared_ptr<const Snapshot> snapshot() const;
+  std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }
+
+  // Admin calls. Each validates its JSON input, writes to the store (synced) and publishes a
+  // new snapshot before it returns. Thread-safe: admin writers are serialized by a mutex that
+  // the redirect path never takes.
+  AdminReply create_program(const boost::json::value& body);
+  AdminReply get_program(std::string_view id) const;
+  AdminReply patch_program(std::string_view id, const boost::json::value& body);
+  AdminReply rotate_keys(std::string_view id);
+  AdminReply create_referrer(std::string_view program, const boost::json::value& body);
+  AdminReply create_link(const boost::json::value& body);
+  AdminReply list_links(std::string_view program, std::string_view referrer_id) const;
+  AdminReply patch_link(std::string_view code, const boost::json::value& body);
+
+  // Sets the base of referrer URLs ("http://host:port"); used once the bound port is known.
+  void set_public_base_url(std::string url);
+
+  // The program whose secret key (program_key) this is, or nullopt.
+  std::optional<std::string> program_for_key(std::string_view key) const;
+
+  // Referrer id -> external id, for exports. Thread-safe.
+  std::optional<std::string> referrer_external_id(std::string_view referrer_id) const;
+
+ private:
+  struct State;
+  void load();
+  void publish();
+  AdminReply add_link(const std::string& program,
+                      const std::string& referrer_id,
+                      std::string code,
+                      const boost::json::value* destination);
+
+  store::Store& store_;
+  std::string public_base_url_;
+  mutable std::mutex mutex_;  // serializes admin writers; readers use the published snapshot
+  std::unique_ptr<State> state_;
+  std::shared_ptr<const Snapshot> published_;  // accessed with std::atomic_load/store
+  std::atomic<std::uint64_t> version_{0};
+};
+
+// A per-thread handle on the catalog's snapshot: one acquire load per request while nothing
+// changed, and a refresh after a change. Not thread-safe: one per I/O thread.
+class SnapshotReader {
+ public:
+  explicit SnapshotReader(const Catalog& catalog) : catalog_(catalog) {}
+
+  const Snapshot& get() {
+    if (catalog_.version() != version_ || !snapshot_) {
+      snapshot_ = catalog_.snapshot();
+      version_ = snapshot_->version;
+    }
+    return *snapshot_;
+  }
+
+ private:
+  const Catalog& catalog_;
+  std::uint64_t version_ = 0;
+  std::shared_ptr<const Snapshot> snapshot_;
+};
+
+// True for a valid link code: [A-Za-z0-9_-]{3,32}.
+bool is_valid_code(std::string_view code) noexcept;
+
+// True for a valid program id: [a-z0-9-]{1,40}.
+bool is_valid_program_id(std::string_view id) noexcept;
+
+}  // namespace earnd::links

@@ -1,0 +1,118 @@
+#pragma once
+
+// earnd's embedded storage on RocksDB. Column families: "meta" (programs, referrers, links,
+// settings as JSON values), "clicks" (by click id, so in time order), "visitor" (visitor hash +
+// time + click id, for matching conversions to clicks) and "counters" (per link and day, summed
+// by a merge operator). No RocksDB type leaves this module; rocksdb::Status becomes ErrorCode.
+// docs/storage.md explains the options chosen for each family.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "earnd/common/error.h"
+#include "earnd/common/click.h"
+
+namespace earnd::store {
+
+enum class OpenMode {
+  kReadWrite,  // the server: one process at a time (RocksDB's LOCK file)
+  kReadOnly,   // earnctl on a data dir, also while the server runs: sees what was written by open
+};
+
+struct StoreOptions {
+  std::string data_dir;
+  OpenMode mode = OpenMode::kReadWrite;
+  std::uint32_t block_cache_mb = 64;
+};
+
+// Counts for one link on one UTC day.
+struct LinkDayCounts {
+  std::uint64_t clicks = 0;
+  std::uint64_t unique_clicks = 0;
+  std::uint64_t bot_clicks = 0;
+};
+
+// A set of click writes applied atomically. Not thread-safe; reuse it with clear() to keep its
+// buffer. Allocates as it grows.
+class ClickBatch {
+ public:
+  ~ClickBatch();
+  ClickBatch(ClickBatch&&) noexcept;
+  ClickBatch& operator=(ClickBatch&&) noexcept;
+
+  void add(const ClickRecord& c);
+  void clear();
+  std::size_t count() const noexcept { return count_; }
+  std::size_t data_bytes() const noexcept;
+
+ private:
+  friend class Store;
+  ClickBatch();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::size_t count_ = 0;
+};
+
+class Store {
+ public:
+  // Opens or creates the store. Throws StartupError with RocksDB's message on failure (a second
+  // server on the same directory fails here with "lock").
+  static std::unique_ptr<Store> open(const StoreOptions& options);
+
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Meta family. Writes are synced. Thread-safe.
+  [[nodiscard]] ErrorCode put_meta(std::string_view key, std::string_view value);
+  [[nodiscard]] ErrorCode put_meta_many(const std::vector<std::pair<std::string, std::string>>& kv);
+  [[nodiscard]] Result<std::optional<std::string>> get_meta(std::string_view key) const;
+  // Calls fn for each key starting with prefix, in key order, until fn returns false.
+  void scan_meta(std::string_view prefix,
+                 const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  // An empty batch bound to this store's families. The store must outlive it.
+  ClickBatch make_click_batch() const;
+
+  // Applies a click batch with the WAL; with sync, returns after the WAL reached the disk.
+  // Thread-safe; the ingest writer is its only caller on the hot path.
+  [[nodiscard]] ErrorCode write_clicks(ClickBatch& batch, bool sync);
+  // Syncs the WAL (async durability calls this once per flush interval).
+  [[nodiscard]] ErrorCode sync_wal();
+
+  // Clicks with from_ms <= ts_ms < to_ms, oldest first, until fn returns false. Corrupt records
+  // are skipped and counted in the returned value's second member.
+  Result<std::uint64_t> scan_clicks(std::uint64_t from_ms,
+                                    std::uint64_t to_ms,
+                                    const std::function<bool(const ClickRecord&)>& fn) const;
+  [[nodiscard]] Result<std::optional<ClickRecord>> get_click(const ClickId& id) const;
+
+  // Per-link daily counts (day = days since 1970-01-01 UTC).
+  Result<LinkDayCounts> link_day_counts(std::string_view code, std::uint32_t day) const;
+
+  // A RocksDB property (e.g. "rocksdb.estimate-num-keys") summed over families, for /metrics.
+  std::uint64_t int_property(std::string_view name) const;
+  // Bytes of SST files of the clicks families, and a full compaction (for bytes-per-click).
+  std::uint64_t live_sst_bytes() const;
+  [[nodiscard]] ErrorCode compact_all();
+  // Writes a probe key to check that storage accepts writes (/readyz).
+  [[nodiscard]] ErrorCode probe_write();
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Day number (days since 1970-01-01 UTC) of a Unix millisecond time.
+inline std::uint32_t day_of(std::uint64_t ts_ms) noexcept {
+  return static_cast<std::uint32_t>(ts_ms / 86'400'000ULL);
+}
+
+}  // namespace earnd::store

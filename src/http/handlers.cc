@@ -1,0 +1,213 @@
+#include "handlers.h"
+
+#include <charconv>
+
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+#include <boost/url/url_view.hpp>
+
+#include "earnd/common/secrets.h"
+#include "earnd/common/click.h"
+#include "earnd/ingest/pipeline.h"
+#include "earnd/links/catalog.h"
+#include "earnd/metrics/metrics.h"
+#include "earnd/store/store.h"
+
+namespace json = boost::json;
+namespace beast_http = boost::beast::http;
+
+namespace earnd::http {
+namespace {
+
+Reply from_admin(const links::AdminReply& r) { return {r.status, "application/json", json::serialize(r.body), {}}; }
+
+// Parses a JSON request body; a 400 reply when it is not JSON.
+std::optional<json::value> parse_body(const Request& req, Reply& error) {
+  ErrorCode ec;
+  json::parse_options opt;
+  opt.max_depth = 32;
+  json::value v = json::parse(req.body(), ec, {}, opt);
+  if (ec) {
+    error = json_error(400, "invalid_json", "the body is not valid JSON: " + ec.message());
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::string param(const boost::urls::url_view& u, std::string_view name) {
+  auto params = u.params();
+  auto it = params.find(name);
+  if (it == params.end()) {
+    return {};
+  }
+  return std::string((*it).value);
+}
+
+// Accepts Unix milliseconds, a date (2026-12-01) or an RFC 3339 UTC time. Returns false when it is
+// none of these.
+bool parse_time_ms(std::string_view s, std::uint64_t& out) {
+  if (s.empty()) {
+    return false;
+  }
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  if (ec == std::errc() && p == s.data() + s.size()) {
+    return true;
+  }
+  int y = 0, mo = 0, d = 0, h = 0, mi = 0, sec = 0;
+  std::string text(s);
+  int n = std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec);
+  if (n != 3 && n != 6) {
+    return false;
+  }
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970) {
+    return false;
+  }
+  // Days from civil date (proleptic Gregorian), after Howard Hinnant's public-domain algorithm.
+  y -= mo <= 2;
+  const int era = y / 400;
+  const unsigned yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
+  out = static_cast<std::uint64_t>(((days * 24 + h) * 60 + mi) * 60 + sec) * 1000;
+  return true;
+}
+
+Reply export_clicks(Services& s, const boost::urls::url_view& u) {
+  std::uint64_t from = 0, to = UINT64_MAX;
+  std::string f = param(u, "from"), t = param(u, "to"), program = param(u, "program");
+  if ((!f.empty() && !parse_time_ms(f, from)) || (!t.empty() && !parse_time_ms(t, to))) {
+    return json_error(400, "invalid_time", "from and to must be Unix ms, a date or RFC 3339");
+  }
+  if (!t.empty() && t.size() == 10) {
+    to += 86'400'000;  // a date as `to` includes that whole day
+  }
+  Reply r;
+  r.content_type = "text/csv";
+  r.body = std::string(kClickCsvHeader);
+  auto scanned = s.store.scan_clicks(from, to, [&](const ClickRecord& c) {
+    if (program.empty() || c.program == program) {
+      append_click_csv(c, r.body);
+    }
+    return true;
+  });
+  if (!scanned) {
+    return json_error(503, "storage", "clicks could not be read");
+  }
+  return r;
+}
+
+bool authorized(Services& s, const Request& req) {
+  auto it = req.find(beast_http::field::authorization);
+  if (it == req.end()) {
+    return false;
+  }
+  std::string_view v = it->value();
+  if (!v.starts_with("Bearer ")) {
+    return false;
+  }
+  return constant_time_equal(v.substr(7), s.config.server.admin_key);
+}
+
+Reply route_admin(Services& s, const Request& req, const boost::urls::url_view& u) {
+  std::vector<std::string> seg;
+  for (auto p : u.segments()) {
+    seg.push_back(p);
+  }
+  auto verb = req.method();
+  using V = beast_http::verb;
+  Reply err;
+  auto with_body = [&](auto&& fn) -> Reply {
+    auto body = parse_body(req, err);
+    return body ? from_admin(fn(*body)) : err;
+  };
+
+  if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "programs") {
+    if (seg.size() == 2 && verb == V::post) {
+      return with_body([&](auto& b) { return s.catalog.create_program(b); });
+    }
+    if (seg.size() == 3 && verb == V::get) {
+      return from_admin(s.catalog.get_program(seg[2]));
+    }
+    if (seg.size() == 3 && verb == V::patch) {
+      return with_body([&](auto& b) { return s.catalog.patch_program(seg[2], b); });
+    }
+    if (seg.size() == 4 && seg[3] == "keys" && verb == V::post) {
+      return from_admin(s.catalog.rotate_keys(seg[2]));
+    }
+    if (seg.size() == 4 && seg[3] == "referrers" && verb == V::post) {
+      return with_body([&](auto& b) { return s.catalog.create_referrer(seg[2], b); });
+    }
+  }
+  if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "links") {
+    if (seg.size() == 2 && verb == V::post) {
+      return with_body([&](auto& b) { return s.catalog.create_link(b); });
+    }
+    if (seg.size() == 2 && verb == V::get) {
+      return from_admin(s.catalog.list_links(param(u, "program"), param(u, "referrer_id")));
+    }
+    if (seg.size() == 3 && verb == V::patch) {
+      return with_body([&](auto& b) { return s.catalog.patch_link(seg[2], b); });
+    }
+  }
+  if (seg.size() == 3 && seg[0] == "v1" && seg[1] == "clicks" && seg[2] == "export" &&
+      verb == V::get) {
+    return export_clicks(s, u);
+  }
+  if (seg.size() == 1 && seg[0] == "metrics" && verb == V::get) {
+    return {200, "text/plain; version=0.0.4", s.metrics.render(), {}};
+  }
+  return json_error(404, "not_found", "no such admin route");
+}
+
+}  // namespace
+
+Reply json_error(unsigned status, std::string_view code, std::string_view message) {
+  auto r = links::error_reply(status, code, message);
+  return {status, "application/json", json::serialize(r.body), {}};
+}
+
+Reply handle_admin(Services& s, const Request& req) {
+  auto u = boost::urls::parse_origin_form(req.target());
+  if (!u) {
+    return json_error(400, "invalid_target", "the request target is not a valid path");
+  }
+  if (u->path() == "/healthz") {
+    return {200, "application/json", R"({"status":"ok"})", {}};
+  }
+  if (!authorized(s, req)) {
+    Reply r = json_error(401, "unauthorized", "send Authorization: Bearer <admin key>");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return r;
+  }
+  return route_admin(s, req, *u);
+}
+
+Reply handle_public(Services& s, const Request& req) {
+  std::string_view target = req.target();
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/healthz") {
+    return {200, "application/json", R"({"status":"ok"})", {}};
+  }
+  if (path == "/readyz") {
+    bool storage = s.pipeline.storage_ok() && !s.store.probe_write();
+    bool queue = s.pipeline.queue_depth() < s.pipeline.queue_capacity() * 9 / 10;
+    json::object o;
+    o["status"] = storage && queue ? "ready" : "not_ready";
+    o["storage_writable"] = storage;
+    o["ingest_saturated"] = !queue;
+    return {storage && queue ? 200u : 503u, "application/json", json::serialize(o), {}};
+  }
+  if (path == "/v1/conversions" || path == "/postback") {
+    // LIMIT: conversions and attribution are not served yet; they arrive with the attribution
+    // module. Until then the route answers 501 so that callers can tell it from a typo.
+    return json_error(501, "not_implemented", "conversions are not available in this build");
+  }
+  return json_error(404, "not_found", "no such route");
+}
+
+std::string_view reason_phrase(unsigned status) noexcept {
+  return beast_http::obsolete_reason(static_cast<beast_http::status>(status));
+}
+
+}  // namespace earnd::http

@@ -1,0 +1,41 @@
+#pragma once
+
+// Request handling behind the sessions: the admin API and the public non-redirect routes. The
+// redirect itself lives in the session, since it is the hot path and may wait for a commit.
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "earnd/http/server.h"
+
+namespace earnd::http {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+
+// A response before serialization. Handlers fill it; the session writes it.
+struct Reply {
+  unsigned status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// {"error": {"code": ..., "message": ...}} with the status.
+Reply json_error(unsigned status, std::string_view code, std::string_view message);
+
+// Admin listener: checks the admin key, then routes. Runs on the admin thread; may block on
+// synced storage writes.
+Reply handle_admin(Services& s, const Request& req);
+
+// Public listener routes other than /r/: health, readiness, and 404s.
+Reply handle_public(Services& s, const Request& req);
+
+// The reason phrase for a status code ("Found" for 302).
+std::string_view reason_phrase(unsigned status) noexcept;
+
+}  // namespace earnd::http

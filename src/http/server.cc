@@ -1,0 +1,412 @@
+#include "earnd/http/server.h"
+
+#include <chrono>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "earnd/common/click_id.h"
+#include "earnd/common/hash.h"
+#include "earnd/ingest/bot_classifier.h"
+#include "earnd/ingest/pipeline.h"
+#include "earnd/links/catalog.h"
+#include "earnd/log/log.h"
+#include "earnd/metrics/metrics.h"
+#include "handlers.h"
+#include "redirect.h"
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace earnd::http {
+namespace {
+
+enum class Kind { kPublic, kAdmin };
+
+class Session;
+
+// One I/O thread: its io_context, its acceptor, its view of the link catalog and its lane into
+// the ingest pipeline. Everything here is touched only from the thread itself.
+struct Worker {
+  asio::io_context ioc{1};
+  std::optional<tcp::acceptor> acceptor;
+  std::optional<links::SnapshotReader> reader;
+  std::unordered_set<Session*> sessions;
+  RedirectScratch scratch;
+  int lane = -1;  // -1 for the admin thread
+  Kind kind = Kind::kPublic;
+  std::thread thread;
+};
+
+// State shared by every session of the server; read-only after start, apart from the atomics.
+struct Shared {
+  Services services;
+  KeyedHasher hasher;
+  TrustedProxies proxies;
+  std::atomic<bool> draining{false};
+  std::atomic<std::uint32_t> open{0};
+  std::shared_ptr<spdlog::logger> log = log::get("http");
+  log::RateLimitedWarn queue_full_warn{std::chrono::seconds(10)};
+};
+
+class Session : public std::enable_shared_from_this<Session>, public ingest::CommitWaiter {
+ public:
+  Session(tcp::socket socket, Worker& worker, Shared& shared)
+      : stream_(std::move(socket)), worker_(worker), shared_(shared) {
+    worker_.sessions.insert(this);
+    shared_.services.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
+    beast::error_code ec;
+    auto ep = stream_.socket().remote_endpoint(ec);
+    if (!ec) {
+      peer_ = ep.address();
+    }
+  }
+
+  ~Session() {
+    worker_.sessions.erase(this);
+    shared_.open.fetch_sub(1, std::memory_order_relaxed);
+    shared_.services.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void start() { read_request(); }
+
+  // Closes the connection if it is waiting for a next request (shutdown).
+  void close_if_idle() {
+    if (reading_ && buffer_.size() == 0) {
+      beast::error_code ec;
+      stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+      stream_.socket().close(ec);
+    }
+  }
+
+  void on_committed(bool stored) noexcept override {
+    auto self = std::move(self_);
+    if (stored) {
+      finish_redirect();
+    } else {
+      write_reply(json_error(503, "storage_unavailable", "the click could not be stored"));
+    }
+  }
+
+ private:
+  const config::ServerConfig& cfg() const { return shared_.services.config.server; }
+
+  void read_request() {
+    parser_.emplace();
+    parser_->header_limit(cfg().max_header_bytes);
+    parser_->body_limit(cfg().max_body_bytes);
+    bool idle = buffer_.size() == 0 && requests_ > 0;
+    stream_.expires_after(std::chrono::milliseconds(idle ? cfg().idle_timeout_ms
+                                                         : cfg().read_timeout_ms));
+    reading_ = true;
+    bhttp::async_read(stream_, buffer_, *parser_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_read(ec);
+                      });
+  }
+
+  void on_read(beast::error_code ec) {
+    reading_ = false;
+    if (ec) {
+      return on_read_error(ec);
+    }
+    ++requests_;
+    read_done_ = std::chrono::steady_clock::now();
+    const Request& req = parser_->get();
+    keep_alive_ = req.keep_alive() && !shared_.draining.load(std::memory_order_relaxed);
+    http10_ = req.version() == 10;
+    if (worker_.kind == Kind::kPublic && is_redirect_target(req.target()) &&
+        (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head)) {
+      return start_redirect(req);
+    }
+    auto route = worker_.kind == Kind::kAdmin ? metrics::Route::kAdmin : metrics::Route::kOther;
+    Reply r = worker_.kind == Kind::kAdmin ? handle_admin(shared_.services, req)
+                                           : handle_public(shared_.services, req);
+    head_only_ = req.method() == bhttp::verb::head;
+    count(route, r.status);
+    write_reply(r);
+  }
+
+  void on_read_error(beast::error_code ec) {
+    if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+        ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+        ec == asio::error::connection_reset) {
+      return close();
+    }
+    // A malformed or oversized request: answer once with the reason, then close.
+    shared_.services.metrics.requests_rejected_parse.fetch_add(1, std::memory_order_relaxed);
+    unsigned status = 400;
+    std::string code = "bad_request";
+    if (ec == bhttp::error::header_limit) {
+      status = 431;
+      code = "header_too_large";
+    } else if (ec == bhttp::error::body_limit) {
+      status = 413;
+      code = "body_too_large";
+    }
+    keep_alive_ = false;
+    head_only_ = false;
+    count(metrics::Route::kOther, status);
+    write_reply(json_error(status, code, "the request could not be read: " + ec.message()));
+  }
+
+  void start_redirect(const Request& req) {
+    const links::Snapshot& snap = worker_.reader->get();
+    RedirectInput in{
+        .request = req,
+        .peer = peer_,
+        .now_ms = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count()),
+    };
+    head_only_ = req.method() == bhttp::verb::head;
+    RedirectEnv env{shared_.services, shared_.hasher, shared_.proxies};
+    RedirectPlan plan = plan_redirect(env, snap, in, worker_.scratch);
+    if (plan.kind != RedirectPlan::Kind::kClick) {
+      count(metrics::Route::kRedirect, plan.reply.status);
+      return write_reply(plan.reply);
+    }
+
+    bool group = shared_.services.config.storage.durability == config::Durability::kGroup;
+    plan.click.waiter = group ? this : nullptr;
+    if (!shared_.services.pipeline.try_submit(worker_.lane, plan.click)) {
+      // The writer is behind: redirect without a click id, so nothing unstored is acknowledged.
+      shared_.services.metrics.clicks_dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+      if (auto n = shared_.queue_full_warn.hit()) {
+        shared_.log->warn("event=click_queue_full dropped={}", n);
+      }
+      (void)plan_redirect(env, snap, in, worker_.scratch, /*with_click=*/false);
+      out_.swap(worker_.scratch.response);
+      return finish_redirect();
+    }
+    out_.swap(worker_.scratch.response);
+    if (group) {
+      self_ = shared_from_this();  // kept alive until on_committed
+      return;
+    }
+    finish_redirect();
+  }
+
+  void finish_redirect() {
+    count(metrics::Route::kRedirect, 302);
+    shared_.services.metrics.redirect_seconds.observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - read_done_).count());
+    if (!keep_alive_) {
+      append_close_header(out_);
+    } else if (http10_) {
+      append_keep_alive_header(out_);
+    }
+    out_ += "\r\n";
+    write_out();
+  }
+
+  void write_reply(const Reply& r) {
+    out_.clear();
+    format_reply(r, head_only_, keep_alive_, http10_, out_);
+    write_out();
+  }
+
+  void write_out() {
+    stream_.expires_after(std::chrono::milliseconds(cfg().write_timeout_ms));
+    asio::async_write(stream_, asio::buffer(out_),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->on_write(ec);
+                      });
+  }
+
+  void on_write(beast::error_code ec) {
+    if (ec || !keep_alive_) {
+      return close();
+    }
+    read_request();
+  }
+
+  void close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.socket().close(ec);
+  }
+
+  void count(metrics::Route route, unsigned status) {
+    auto l = worker_.kind == Kind::kAdmin ? metrics::Listener::kAdmin : metrics::Listener::kPublic;
+    shared_.services.metrics.count_request(l, route, status);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_{8192};
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::string out_;
+  Worker& worker_;
+  Shared& shared_;
+  asio::ip::address peer_;
+  std::shared_ptr<Session> self_;
+  std::chrono::steady_clock::time_point read_done_;
+  std::uint64_t requests_ = 0;
+  bool reading_ = false;
+  bool keep_alive_ = true;
+  bool http10_ = false;
+  bool head_only_ = false;
+};
+
+void accept_loop(Worker& w, Shared& shared) {
+  w.acceptor->async_accept(w.ioc, [&w, &shared](beast::error_code ec, tcp::socket socket) {
+    if (ec) {
+      if (ec != asio::error::operation_aborted) {
+        shared.log->warn("event=accept_failed error=\"{}\"", ec.message());
+        accept_loop(w, shared);
+      }
+      return;
+    }
+    std::uint32_t open = shared.open.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (open > shared.services.config.server.max_connections ||
+        shared.draining.load(std::memory_order_relaxed)) {
+      shared.open.fetch_sub(1, std::memory_order_relaxed);
+      shared.services.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
+      beast::error_code ignored;
+      socket.close(ignored);
+    } else {
+      socket.set_option(tcp::no_delay(true), ec);
+      std::make_shared<Session>(std::move(socket), w, shared)->start();
+    }
+    accept_loop(w, shared);
+  });
+}
+
+tcp::acceptor bind_acceptor(asio::io_context& ioc, const tcp::endpoint& ep, bool reuse_port) {
+  tcp::acceptor a(ioc);
+  beast::error_code ec;
+  a.open(ep.protocol(), ec);
+  if (!ec) {
+    a.set_option(asio::socket_base::reuse_address(true), ec);
+  }
+  if (!ec && reuse_port) {
+    int one = 1;
+    if (::setsockopt(a.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+      ec = beast::error_code(errno, boost::system::system_category());
+    }
+  }
+  if (!ec) {
+    a.bind(ep, ec);
+  }
+  if (!ec) {
+    a.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw StartupError("http: cannot listen on " + ep.address().to_string() + ":" +
+                       std::to_string(ep.port()) + ": " + ec.message());
+  }
+  return a;
+}
+
+tcp::endpoint resolve(const std::string& listen) {
+  auto [host, port] = config::split_host_port(listen);
+  beast::error_code ec;
+  auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) {
+    throw ConfigError("config: listen address \"" + listen + "\" must be an IP address and port");
+  }
+  return {addr, port};
+}
+
+std::string format_endpoint(const tcp::endpoint& ep) {
+  auto a = ep.address();
+  return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+struct Server::Impl {
+  explicit Impl(Services s)
+      : shared{s, KeyedHasher(s.visitor_secret), TrustedProxies(s.config.server.trusted_proxies)} {}
+
+  Shared shared;
+  std::vector<std::unique_ptr<Worker>> workers;  // the I/O threads, then the admin thread last
+  tcp::endpoint public_ep;
+  tcp::endpoint admin_ep;
+};
+
+Server::Server(Services services) : impl_(std::make_unique<Impl>(services)) {
+  const auto& cfg = services.config.server;
+  auto public_ep = resolve(cfg.public_listen);
+  for (int i = 0; i <= cfg.io_threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    bool admin = i == cfg.io_threads;
+    w->kind = admin ? Kind::kAdmin : Kind::kPublic;
+    w->lane = admin ? -1 : i;
+    if (admin) {
+      w->acceptor.emplace(bind_acceptor(w->ioc, resolve(cfg.admin_listen), false));
+      impl_->admin_ep = w->acceptor->local_endpoint();
+    } else {
+      // The first acceptor picks the port when 0 was asked for; the others join it.
+      w->acceptor.emplace(bind_acceptor(w->ioc, public_ep, true));
+      public_ep = w->acceptor->local_endpoint();
+      impl_->public_ep = public_ep;
+      w->reader.emplace(services.catalog);
+      services.pipeline.set_waker(i, [wp = w.get(), &pipeline = services.pipeline] {
+        asio::post(wp->ioc, [wp, &pipeline] { pipeline.drain_completions(wp->lane); });
+      });
+    }
+    impl_->workers.push_back(std::move(w));
+  }
+  for (auto& w : impl_->workers) {
+    accept_loop(*w, impl_->shared);
+    w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
+  }
+}
+
+Server::~Server() {
+  for (auto& w : impl_->workers) {
+    w->ioc.stop();
+    if (w->thread.joinable()) {
+      w->thread.join();
+    }
+  }
+}
+
+std::string Server::public_address() const { return format_endpoint(impl_->public_ep); }
+
+std::string Server::admin_address() const { return format_endpoint(impl_->admin_ep); }
+
+void Server::shutdown() {
+  auto& shared = impl_->shared;
+  shared.draining.store(true, std::memory_order_relaxed);
+  for (auto& w : impl_->workers) {
+    asio::post(w->ioc, [wp = w.get()] {
+      beast::error_code ec;
+      wp->acceptor->close(ec);
+      for (Session* s : wp->sessions) {
+        s->close_if_idle();
+      }
+    });
+  }
+
+  // Requests in flight finish (a redirect waits for its commit); then the threads stop.
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(shared.services.config.server.shutdown_grace_ms);
+  while (shared.open.load(std::memory_order_relaxed) > 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    for (auto& w : impl_->workers) {
+      asio::post(w->ioc, [wp = w.get()] {
+        for (Session* s : wp->sessions) {
+          s->close_if_idle();
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& w : impl_->workers) {
+    w->ioc.stop();
+    if (w->thread.joinable()) {
+      w->thread.join();
+    }
+  }
+}
+
+}  // namespace earnd::http

@@ -1,0 +1,194 @@
+// earnd: wiring only. Reads the configuration, opens storage, builds the modules, serves until
+// SIGTERM or SIGINT, then drains and stores every accepted click before exiting 0.
+
+#include <csignal>
+#include <iostream>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <CLI/CLI.hpp>
+
+#include "earnd/common/secrets.h"
+#include "earnd/config/config.h"
+#include "earnd/http/server.h"
+#include "earnd/ingest/bot_classifier.h"
+#include "earnd/ingest/pipeline.h"
+#include "earnd/ingest/sink.h"
+#include "earnd/links/catalog.h"
+#include "earnd/log/log.h"
+#include "earnd/metrics/metrics.h"
+#include "earnd/store/store.h"
+
+namespace {
+
+struct Flags {
+  std::string config_file;
+  std::string data_dir;
+  std::string public_listen;
+  std::string admin_listen;
+  std::string durability;
+};
+
+earnd::config::Config load_config(const Flags& f) {
+  using namespace earnd::config;
+  Config c = f.config_file.empty() ? Config{} : load_file(f.config_file);
+  apply_environment(c);
+  if (!f.data_dir.empty()) {
+    c.storage.data_dir = f.data_dir;
+  }
+  if (!f.public_listen.empty()) {
+    c.server.public_listen = f.public_listen;
+  }
+  if (!f.admin_listen.empty()) {
+    c.server.admin_listen = f.admin_listen;
+  }
+  if (!f.durability.empty()) {
+    c.storage.durability = f.durability == "async" ? Durability::kAsync : Durability::kGroup;
+  }
+  validate(c);
+  return c;
+}
+
+// The visitor-hash key: from the config, or made at the first start and kept in the store so
+// that hashes stay comparable across restarts.
+std::string visitor_secret(const earnd::config::Config& c, earnd::store::Store& store) {
+  if (!c.clicks.visitor_secret.empty()) {
+    return c.clicks.visitor_secret;
+  }
+  auto stored = store.get_meta("s/visitor_secret");
+  if (stored && *stored) {
+    return **stored;
+  }
+  std::string secret = earnd::random_base64(32);
+  if (store.put_meta("s/visitor_secret", secret)) {
+    throw earnd::StartupError("store: cannot save the generated visitor secret");
+  }
+  return secret;
+}
+
+std::string base_url(const earnd::config::Config& c, const std::string& bound_public) {
+  if (!c.server.public_base_url.empty()) {
+    return c.server.public_base_url;
+  }
+  std::string host = bound_public.starts_with("0.0.0.0:")
+                         ? "127.0.0.1" + bound_public.substr(7)
+                         : bound_public;
+  return "http://" + host;
+}
+
+int serve(const earnd::config::Config& cfg) {
+  using namespace earnd;
+  auto log = log::get("server");
+  log->info("event=starting version=0.1.0 data_dir=\"{}\" durability={} io_threads={}",
+            cfg.storage.data_dir,
+            cfg.storage.durability == config::Durability::kGroup ? "group" : "async",
+            cfg.server.io_threads);
+
+  auto store = store::Store::open({.data_dir = cfg.storage.data_dir,
+                                   .block_cache_mb = cfg.storage.block_cache_mb});
+  auto bots = ingest::BotClassifier::from_embedded();
+  metrics::Metrics metrics;
+  std::vector<std::string> reasons;
+  for (int i = 0; i < kReasonCount; ++i) {
+    auto n = reason_name(static_cast<ClickReason>(i));
+    reasons.emplace_back(n.empty() ? "human" : n);
+  }
+  metrics.set_reason_names(std::move(reasons));
+
+  // The public base URL names the bound port, which is known only after binding; the catalog
+  // reads it when it forms referrer URLs, so it is built with the configured value or the
+  // listen address and the port is fixed up below when 0 was asked for.
+  auto [pub_host, pub_port] = config::split_host_port(cfg.server.public_listen);
+  ingest::StoreSink sink(*store);
+  ingest::Pipeline pipeline(
+      {.sync_each_batch = cfg.storage.durability == config::Durability::kGroup,
+       .max_batch = cfg.storage.max_batch,
+       .queue_capacity = cfg.storage.queue_capacity,
+       .flush_interval_ms = cfg.storage.async_flush_interval_ms,
+       .velocity_limit = cfg.clicks.velocity_limit,
+       .velocity_window_ms = cfg.clicks.velocity_window_s * 1000,
+       .dedupe_capacity = cfg.clicks.dedupe_capacity,
+       .warn_interval_ms = cfg.log.warn_interval_ms},
+      sink, metrics, cfg.server.io_threads);
+  metrics.add_gauge("earnd_ingest_queue_depth", "Clicks waiting for the writer.",
+                    [&] { return static_cast<double>(pipeline.queue_depth()); });
+  metrics.add_gauge("earnd_rocksdb_live_sst_bytes", "Bytes in live SST files.",
+                    [&] { return static_cast<double>(store->live_sst_bytes()); });
+  metrics.add_gauge("earnd_rocksdb_memtable_bytes", "Bytes in memtables.", [&] {
+    return static_cast<double>(store->int_property("rocksdb.cur-size-all-mem-tables"));
+  });
+  metrics.add_gauge("earnd_rocksdb_estimated_keys", "Estimated keys over all families.", [&] {
+    return static_cast<double>(store->int_property("rocksdb.estimate-num-keys"));
+  });
+  pipeline.start();
+
+  std::string secret = visitor_secret(cfg, *store);
+  std::unique_ptr<links::Catalog> catalog;
+  std::unique_ptr<http::Server> server;
+  {
+    // Bind first with a placeholder catalog base, then build the catalog with the real URL.
+    std::string configured_base = cfg.server.public_base_url;
+    std::string base = configured_base.empty()
+                           ? base_url(cfg, cfg.server.public_listen)
+                           : configured_base;
+    catalog = std::make_unique<links::Catalog>(*store, base);
+    server = std::make_unique<http::Server>(http::Services{
+        .config = cfg,
+        .catalog = *catalog,
+        .store = *store,
+        .pipeline = pipeline,
+        .bots = *bots,
+        .metrics = metrics,
+        .visitor_secret = secret,
+    });
+    if (configured_base.empty() && pub_port == 0) {
+      catalog->set_public_base_url(base_url(cfg, server->public_address()));
+    }
+  }
+  log->info("event=listening public={} admin={} bot_patterns={} fallback_patterns={}",
+            server->public_address(), server->admin_address(), bots->pattern_count(),
+            bots->fallback_count());
+
+  boost::asio::io_context signals_ctx;
+  boost::asio::signal_set signals(signals_ctx, SIGTERM, SIGINT);
+  int signal_number = 0;
+  signals.async_wait([&](const boost::system::error_code&, int n) { signal_number = n; });
+  signals_ctx.run();
+
+  log->info("event=stopping signal={}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  server->shutdown();
+  pipeline.stop();
+  log->info("event=stopped clicks_stored={} clicks_dropped={}", metrics.clicks_stored.load(),
+            metrics.clicks_dropped_queue_full.load() + metrics.clicks_dropped_storage.load());
+  server.reset();
+  catalog.reset();
+  store.reset();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"earnd: referral click and attribution engine"};
+  Flags flags;
+  app.add_option("--config", flags.config_file, "TOML configuration file");
+  app.add_option("--data-dir", flags.data_dir, "RocksDB data directory");
+  app.add_option("--public-listen", flags.public_listen, "public listener HOST:PORT");
+  app.add_option("--admin-listen", flags.admin_listen, "admin listener HOST:PORT");
+  app.add_option("--durability", flags.durability, "group or async")
+      ->check(CLI::IsMember({"group", "async"}));
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    earnd::log::init("info");
+    auto cfg = load_config(flags);
+    earnd::log::init(cfg.log.level);
+    return serve(cfg);
+  } catch (const earnd::StartupError& e) {
+    earnd::log::get("server")->error("event=startup_failed error=\"{}\"", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    earnd::log::get("server")->error("event=fatal error=\"{}\"", e.what());
+    return 1;
+  }
+}
