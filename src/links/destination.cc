@@ -148,23 +148,30 @@ bool same_name(std::string_view a, std::string_view b) noexcept {
   return i == a.size() && j == b.size();
 }
 
-// A parameter name with an FNV-1a hash of its decoded, lowercased bytes: names that
-// same_name() calls equal have equal hashes, so most comparisons end at the hash.
+// A parameter name with a cheap key of its decoded, lowercased form (length, first and last
+// byte): names that same_name() calls equal have equal keys, so most comparisons end at the key.
+// Trivially constructible, so that a NameSet on the stack costs nothing until it is used.
 struct Name {
-  std::string_view text;
-  std::uint64_t hash = 0;
+  const char* data;
+  std::size_t size;
+  std::uint64_t key;
+
+  std::string_view text() const noexcept { return {data, size}; }
 };
 
 Name make_name(std::string_view text) noexcept {
-  std::uint64_t hash = 0xcbf29ce484222325;
-  for (std::size_t i = 0; i < text.size();) {
-    hash = (hash ^ next_name_byte(text, i)) * 0x100000001b3;
+  std::uint64_t length = 0;
+  std::uint64_t first = 0;
+  std::uint64_t last = 0;
+  for (std::size_t i = 0; i < text.size(); ++length) {
+    last = next_name_byte(text, i);
+    first = length == 0 ? last : first;
   }
-  return {.text = text, .hash = hash};
+  return {.data = text.data(), .size = text.size(), .key = length << 16 | first << 8 | last};
 }
 
 bool same(const Name& a, const Name& b) noexcept {
-  return a.hash == b.hash && same_name(a.text, b.text);
+  return a.key == b.key && same_name(a.text(), b.text());
 }
 
 bool query_has_name(std::string_view query, const Name& name) noexcept {
@@ -183,7 +190,7 @@ struct ReservedNames {
   Name click;
 
   bool has(const Name& name) const noexcept {
-    return (!ref.text.empty() && same(ref, name)) || (!click.text.empty() && same(click, name));
+    return (ref.size != 0 && same(ref, name)) || (click.size != 0 && same(click, name));
   }
 };
 
@@ -315,7 +322,7 @@ void append_incoming_params(std::string_view incoming, QueryMerge& merge) {
     ++looked_at;
 
     const Name name = make_name(param_name(param));
-    if (name.text.empty() || merge.reserved.has(name) || merge.names.contains(name)) {
+    if (name.size == 0 || merge.reserved.has(name) || merge.names.contains(name)) {
       continue;
     }
     merge.names.add(name);
