@@ -201,6 +201,9 @@ class NameSet {
  public:
   static constexpr std::size_t kDestinationSlots = 32;
 
+  // User-provided, so that even value-initialization leaves entries_ unwritten.
+  NameSet() noexcept {}
+
   bool has_room_for_destination() const noexcept { return size_ < kDestinationSlots; }
 
   void add(const Name& name) noexcept {
@@ -268,8 +271,13 @@ struct QueryAppender {
   }
 };
 
-// Everything the query part of one Location needs while it is being written.
+// Everything the query part of one Location needs while it is being written. A constructor
+// rather than aggregate initialization: GCC clears a whole aggregate, NameSet's slots included.
 struct QueryMerge {
+  QueryMerge(const LocationParts& parts, std::string& out) noexcept
+      : reserved{.ref = make_name(parts.ref_param), .click = make_name(parts.click_param)},
+        query{.out = out} {}
+
   ReservedNames reserved;
   NameSet names;
   QueryAppender query;
@@ -681,10 +689,7 @@ void build_location(const ParsedDestination& dest, const LocationParts& parts, s
   out.append(dest.base);
   append_deep_path(parts.deep_path, out);
 
-  QueryMerge merge{
-      .reserved = {.ref = make_name(parts.ref_param), .click = make_name(parts.click_param)},
-      .names = {},
-      .query = {.out = out}};
+  QueryMerge merge(parts, out);
   append_own_params(dest, merge);
   append_incoming_params(parts.incoming_query, merge);
   append_pair(parts.ref_param, parts.ref_value, merge.query);

@@ -104,6 +104,32 @@ int export_offline(const std::string& dir, std::uint64_t from, std::uint64_t to,
   return 0;
 }
 
+// Counts the clicks of a stopped server's data directory and the bytes its SST files take,
+// optionally after a full compaction (the figure for bytes per click).
+int store_stats(const std::string& dir, bool compact) {
+  auto store = earnd::store::Store::open({.data_dir = dir, .block_cache_mb = 16});
+  if (compact) {
+    if (auto ec = store->compact_all()) {
+      std::cerr << "earnctl: compaction failed: " << ec.message() << "\n";
+      return 1;
+    }
+  }
+  std::uint64_t clicks = 0;
+  auto scanned = store->scan_clicks(0, UINT64_MAX, [&](const earnd::ClickRecord&) {
+    ++clicks;
+    return true;
+  });
+  if (!scanned) {
+    std::cerr << "earnctl: reading clicks failed: " << scanned.error().message() << "\n";
+    return 1;
+  }
+  std::uint64_t bytes = store->live_sst_bytes();
+  std::cout << "clicks=" << clicks << " sst_bytes=" << bytes << " bytes_per_click="
+            << (clicks ? static_cast<double>(bytes) / static_cast<double>(clicks) : 0.0)
+            << " compacted=" << (compact ? "yes" : "no") << "\n";
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -187,6 +213,13 @@ int main(int argc, char** argv) {
   link_patch->callback([&] {
     rc = call(remote, "PATCH", "/v1/links/" + query_escape(id), read_json_arg(json_arg));
   });
+
+  // store stats
+  auto* stats = app.add_subcommand("stats", "clicks and bytes on disk of a stopped server's data");
+  bool compact = false;
+  stats->add_option("--data-dir", data_dir, "data directory")->required();
+  stats->add_flag("--compact", compact, "compact fully first");
+  stats->callback([&] { rc = store_stats(data_dir, compact); });
 
   try {
     app.parse(argc, argv);
