@@ -6,11 +6,13 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "earnd/attribution/conversions.h"
 #include "earnd/common/secrets.h"
 #include "earnd/common/click.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/links/catalog.h"
 #include "earnd/metrics/metrics.h"
+#include "earnd/reports/reports.h"
 #include "earnd/store/store.h"
 
 namespace json = boost::json;
@@ -154,6 +156,30 @@ Reply route_admin(Services& s, const Request& req, const boost::urls::url_view& 
       verb == V::get) {
     return export_clicks(s, u);
   }
+  if (seg.size() == 4 && seg[0] == "v1" && seg[1] == "conversions" && seg[3] == "explain" &&
+      verb == V::get) {
+    auto r = s.conversions.explain(seg[2], param(u, "program"));
+    return {r.status, "application/json", std::move(r.body), {}};
+  }
+  if (seg.size() == 3 && seg[0] == "v1" && seg[1] == "reports" && verb == V::get &&
+      (seg[2] == "referrers" || seg[2] == "timeseries")) {
+    reports::ReportQuery q{.program = param(u, "program"),
+                           .referrer = param(u, "referrer"),
+                           .from = param(u, "from"),
+                           .to = param(u, "to")};
+    if (auto tz = param(u, "tz"); !tz.empty()) {
+      q.tz = tz;
+    }
+    if (auto i = param(u, "interval"); !i.empty()) {
+      q.interval = i;
+    }
+    if (auto f = param(u, "format"); !f.empty()) {
+      q.format = f;
+    }
+    auto r = seg[2] == "referrers" ? reports::referrers_report(s.store, s.catalog, q)
+                                   : reports::timeseries_report(s.store, s.catalog, q);
+    return {r.status, r.content_type, std::move(r.body), {}};
+  }
   if (seg.size() == 1 && seg[0] == "metrics" && verb == V::get) {
     return {200, "text/plain; version=0.0.4", s.metrics.render(), {}};
   }
@@ -198,10 +224,11 @@ Reply handle_public(Services& s, const Request& req) {
     o["ingest_saturated"] = !queue;
     return {storage && queue ? 200u : 503u, "application/json", json::serialize(o), {}};
   }
-  if (path == "/v1/conversions" || path == "/postback") {
-    // LIMIT: conversions and attribution are not served yet; they arrive with the attribution
-    // module. Until then the route answers 501 so that callers can tell it from a typo.
-    return json_error(501, "not_implemented", "conversions are not available in this build");
+  if (path == "/v1/earnd.js") {
+    Reply r{200, "text/javascript; charset=utf-8", std::string(earnd_js()), {}};
+    r.headers.emplace_back("Cache-Control", "public, max-age=3600");
+    r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+    return r;
   }
   return json_error(404, "not_found", "no such route");
 }

@@ -35,6 +35,9 @@ Reply handle_admin(Services& s, const Request& req);
 // Public listener routes other than /r/: health, readiness, and 404s.
 Reply handle_public(Services& s, const Request& req);
 
+// The merchant-site script served at /v1/earnd.js.
+std::string_view earnd_js() noexcept;
+
 // The reason phrase for a status code ("Found" for 302).
 std::string_view reason_phrase(unsigned status) noexcept;
 

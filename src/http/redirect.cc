@@ -65,20 +65,6 @@ ClickReason classify(const RedirectEnv& env, const Request& req) noexcept {
   return env.services.bots.classify(header(req, bhttp::field::user_agent));
 }
 
-std::uint64_t visitor_hash(const RedirectEnv& env, const Request& req, const ip::address& peer) {
-  ip::address client = client_address(req, peer, env.proxies);
-  if (client.is_v6() && client.to_v6().is_v4_mapped()) {
-    client = ip::make_address_v4(ip::v4_mapped, client.to_v6());
-  }
-  std::string_view ua = header(req, bhttp::field::user_agent);
-  if (client.is_v4()) {
-    auto b = client.to_v4().to_bytes();
-    return env.hasher.hash(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), ua);
-  }
-  auto b = client.to_v6().to_bytes();
-  return env.hasher.hash(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), ua);
-}
-
 void append_u64(std::uint64_t v, std::string& out) {
   char buf[20];
   auto [p, ec] = std::to_chars(buf, buf + sizeof(buf), v);
@@ -98,6 +84,20 @@ Reply not_found_or_fallback(const std::string& fallback) {
 }
 
 }  // namespace
+
+std::uint64_t visitor_hash(const RedirectEnv& env, const Request& req, const ip::address& peer) {
+  ip::address client = client_address(req, peer, env.proxies);
+  if (client.is_v6() && client.to_v6().is_v4_mapped()) {
+    client = ip::make_address_v4(ip::v4_mapped, client.to_v6());
+  }
+  std::string_view ua = header(req, bhttp::field::user_agent);
+  if (client.is_v4()) {
+    auto b = client.to_v4().to_bytes();
+    return env.hasher.hash(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), ua);
+  }
+  auto b = client.to_v6().to_bytes();
+  return env.hasher.hash(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()), ua);
+}
 
 TrustedProxies::TrustedProxies(const std::vector<std::string>& entries) {
   for (const auto& e : entries) {
@@ -240,7 +240,7 @@ RedirectPlan plan_redirect(const RedirectEnv& env,
                          .deep_path = program.deep_links ? deep : std::string_view(),
                          .ref_param = program.ref_param,
                          .ref_value = link->code,
-                         .click_param = with_click ? std::string_view(program.click_param) : "",
+                         .click_param = program.click_param,
                          .click_value = cid},
                         scratch.location);
   std::string& out = scratch.response;

@@ -82,6 +82,11 @@ boost::asio::ip::address client_address(const Request& req,
                                         const boost::asio::ip::address& peer,
                                         const TrustedProxies& proxies);
 
+// The keyed hash of the client address and user agent that identifies a visitor.
+std::uint64_t visitor_hash(const RedirectEnv& env,
+                           const Request& req,
+                           const boost::asio::ip::address& peer);
+
 // The lower-case host of a Referer header value, or "" when it has none.
 std::string_view referer_host(std::string_view referer, char* buf, std::size_t cap) noexcept;
 

@@ -16,6 +16,7 @@
 #include "earnd/links/catalog.h"
 #include "earnd/log/log.h"
 #include "earnd/metrics/metrics.h"
+#include "conversion_routes.h"
 #include "handlers.h"
 #include "redirect.h"
 
@@ -53,6 +54,7 @@ struct Shared {
   std::atomic<std::uint32_t> open{0};
   std::shared_ptr<spdlog::logger> log = log::get("http");
   log::RateLimitedWarn queue_full_warn{std::chrono::seconds(10)};
+  ConversionQueue* conversions = nullptr;
 };
 
 class Session : public std::enable_shared_from_this<Session>, public ingest::CommitWaiter {
@@ -125,6 +127,9 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
         (req.method() == bhttp::verb::get || req.method() == bhttp::verb::head)) {
       return start_redirect(req);
     }
+    if (worker_.kind == Kind::kPublic && is_conversion_target(req.target())) {
+      return start_conversion(req);
+    }
     auto route = worker_.kind == Kind::kAdmin ? metrics::Route::kAdmin : metrics::Route::kOther;
     Reply r = worker_.kind == Kind::kAdmin ? handle_admin(shared_.services, req)
                                            : handle_public(shared_.services, req);
@@ -192,6 +197,31 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
       return;
     }
     finish_redirect();
+  }
+
+  // Hands the conversion to the conversion thread; its reply comes back on this thread.
+  void start_conversion(const Request& req) {
+    head_only_ = false;
+    RedirectEnv env{shared_.services, shared_.hasher, shared_.proxies};
+    auto read = read_conversion(env, req, peer_);
+    if (auto* reply = std::get_if<Reply>(&read)) {
+      count(metrics::Route::kConversion, reply->status);
+      return write_reply(*reply);
+    }
+    bool cors = std::get<attribution::ConversionRequest>(read).publishable;
+    shared_.conversions->submit(
+        std::move(std::get<attribution::ConversionRequest>(read)),
+        [self = shared_from_this(), cors](attribution::ConversionReply r) {
+          auto& ioc = self->worker_.ioc;
+          asio::post(ioc, [self, r = std::move(r), cors] {
+            Reply reply{r.status, "application/json", std::move(r.body), {}};
+            if (cors) {
+              reply.headers.emplace_back("Access-Control-Allow-Origin", "*");
+            }
+            self->count(metrics::Route::kConversion, reply.status);
+            self->write_reply(reply);
+          });
+        });
   }
 
   void finish_redirect() {
@@ -327,6 +357,7 @@ struct Server::Impl {
       : shared{s, KeyedHasher(s.visitor_secret), TrustedProxies(s.config.server.trusted_proxies)} {}
 
   Shared shared;
+  std::unique_ptr<ConversionQueue> conversions;
   std::vector<std::unique_ptr<Worker>> workers;  // the I/O threads, then the admin thread last
   tcp::endpoint public_ep;
   tcp::endpoint admin_ep;
@@ -334,6 +365,8 @@ struct Server::Impl {
 
 Server::Server(Services services) : impl_(std::make_unique<Impl>(services)) {
   const auto& cfg = services.config.server;
+  impl_->conversions = std::make_unique<ConversionQueue>(services.conversions);
+  impl_->shared.conversions = impl_->conversions.get();
   auto public_ep = resolve(cfg.public_listen);
   for (int i = 0; i <= cfg.io_threads; ++i) {
     auto w = std::make_unique<Worker>();
@@ -368,6 +401,7 @@ Server::~Server() {
       w->thread.join();
     }
   }
+  impl_->conversions->stop();
 }
 
 std::string Server::public_address() const { return format_endpoint(impl_->public_ep); }
@@ -407,6 +441,7 @@ void Server::shutdown() {
       w->thread.join();
     }
   }
+  impl_->conversions->stop();
 }
 
 }  // namespace earnd::http

@@ -234,6 +234,12 @@ std::shared_ptr<const ProgramView> make_view(const json::object& p) {
   v->dedupe_ms = static_cast<std::uint64_t>(a.at("dedupe_minutes").to_number<std::int64_t>()) * 60'000;
   v->model = json::value_to<std::string>(a.at("model"));
   v->window_days = static_cast<std::uint32_t>(a.at("window_days").to_number<std::int64_t>());
+  v->binding_ms = static_cast<std::uint64_t>(a.at("binding_days").to_number<std::int64_t>()) * 86'400'000;
+  v->probabilistic_ms =
+      static_cast<std::uint64_t>(a.at("probabilistic_hours").to_number<std::int64_t>()) * 3'600'000;
+  if (auto it = p.find("publishable_key"); it != p.end() && it->value().is_string()) {
+    v->publishable_key = json::value_to<std::string>(it->value());
+  }
   return v;
 }
 
@@ -253,6 +259,11 @@ json::object public_link(const json::object& l, const std::string& base) {
 
 std::size_t StringHash::operator()(std::string_view s) const noexcept {
   return XXH3_64bits(s.data(), s.size());
+}
+
+const ProgramView* Snapshot::program(std::string_view id) const noexcept {
+  auto it = programs.find(id);
+  return it == programs.end() ? nullptr : it->second.get();
 }
 
 const LinkView* Snapshot::find(std::string_view code) const noexcept {
@@ -335,6 +346,7 @@ void Catalog::publish() {
   std::map<std::string, std::shared_ptr<const ProgramView>, std::less<>> views;
   for (const auto& [id, p] : state_->programs) {
     views[id] = make_view(p);
+    snap->programs.emplace(id, views[id]);
   }
   for (const auto& [code, l] : state_->links) {
     LinkView v;
@@ -459,6 +471,7 @@ AdminReply Catalog::rotate_keys(std::string_view id) {
   state_->key_index.erase(old_hash);
   state_->key_index[sha256_hex(program_key)] = std::string(id);
   it->second = p;
+  publish();
   json::object out;
   out["id"] = std::string(id);
   out["program_key"] = program_key;
@@ -634,6 +647,135 @@ std::optional<std::string> Catalog::program_for_key(std::string_view key) const 
     return std::nullopt;
   }
   return it->second;
+}
+
+std::optional<std::string> Catalog::program_for_publishable_key(std::string_view key) const {
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, p] : state_->programs) {
+    auto it = p.find("publishable_key");
+    if (it != p.end() && it->value().is_string() && constant_time_equal(it->value().get_string(), key)) {
+      return id;
+    }
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+ReferrerInfo info_of(const json::object& r) {
+  ReferrerInfo info;
+  info.id = json::value_to<std::string>(r.at("id"));
+  info.program = json::value_to<std::string>(r.at("program"));
+  info.external_id = json::value_to<std::string>(r.at("external_id"));
+  info.name = json::value_to<std::string>(r.at("name"));
+  return info;
+}
+
+}  // namespace
+
+std::optional<ReferrerInfo> Catalog::referrer(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = state_->referrers.find(id);
+  if (it == state_->referrers.end()) {
+    return std::nullopt;
+  }
+  ReferrerInfo info = info_of(it->second);
+  for (const auto& [code, l] : state_->links) {
+    if (l.at("referrer_id").get_string() == id) {
+      info.codes.push_back(json::value_to<std::string>(l.at("code")));
+    }
+  }
+  return info;
+}
+
+std::vector<ReferrerInfo> Catalog::referrers_of(std::string_view program) const {
+  std::lock_guard lock(mutex_);
+  std::vector<ReferrerInfo> out;
+  std::map<std::string, std::size_t, std::less<>> index;
+  for (const auto& [id, r] : state_->referrers) {
+    if (program.empty() || r.at("program").get_string() == program) {
+      index[id] = out.size();
+      out.push_back(info_of(r));
+    }
+  }
+  for (const auto& [code, l] : state_->links) {
+    auto it = index.find(l.at("referrer_id").get_string());
+    if (it != index.end()) {
+      out[it->second].codes.push_back(json::value_to<std::string>(l.at("code")));
+    }
+  }
+  return out;
+}
+
+Result<EnsureLinksResult> Catalog::ensure_links(std::string_view program,
+                                                std::span<const LinkSpec> links) {
+  std::lock_guard lock(mutex_);
+  if (state_->programs.count(program) == 0) {
+    return make_error_code(Errc::kNotFound);
+  }
+
+  // Build every new record first and write them as one batch; the state changes only after the
+  // write succeeded.
+  EnsureLinksResult result;
+  std::map<std::string, json::object, std::less<>> new_referrers;  // id -> referrer
+  std::map<std::string, std::string, std::less<>> new_external;    // program/external -> id
+  std::map<std::string, json::object, std::less<>> new_links;      // lower-case code -> link
+  std::vector<std::pair<std::string, std::string>> writes;
+  std::int64_t created = now_ms();
+  for (const LinkSpec& spec : links) {
+    if (!is_valid_code(spec.code) || spec.external_id.empty() || spec.external_id.size() > 128) {
+      ++result.invalid;
+      continue;
+    }
+    std::string key = lower(spec.code);
+    if (state_->links.count(key) != 0 || new_links.count(key) != 0) {
+      continue;
+    }
+
+    std::string ext_key = std::string(program) + "/" + spec.external_id;
+    std::string referrer_id;
+    if (auto it = state_->external_index.find(ext_key); it != state_->external_index.end()) {
+      referrer_id = it->second;
+    } else if (auto nit = new_external.find(ext_key); nit != new_external.end()) {
+      referrer_id = nit->second;
+    } else {
+      do {
+        referrer_id = random_token("rf_", 12);
+      } while (state_->referrers.count(referrer_id) != 0 || new_referrers.count(referrer_id) != 0);
+      json::object r;
+      r["id"] = referrer_id;
+      r["program"] = program;
+      r["external_id"] = spec.external_id;
+      r["name"] = "";
+      r["created_ms"] = created;
+      writes.emplace_back("r/" + referrer_id, json::serialize(r));
+      new_referrers.emplace(referrer_id, std::move(r));
+      new_external.emplace(ext_key, referrer_id);
+    }
+
+    json::object l;
+    l["code"] = spec.code;
+    l["program"] = program;
+    l["referrer_id"] = referrer_id;
+    l["disabled"] = false;
+    l["created_ms"] = created;
+    writes.emplace_back("l/" + key, json::serialize(l));
+    new_links.emplace(std::move(key), std::move(l));
+  }
+  if (writes.empty()) {
+    return result;
+  }
+  if (auto ec = store_.put_meta_many(writes)) {
+    return ec;
+  }
+
+  result.referrers_created = new_referrers.size();
+  result.links_created = new_links.size();
+  state_->referrers.merge(new_referrers);
+  state_->external_index.merge(new_external);
+  state_->links.merge(new_links);
+  publish();
+  return result;
 }
 
 std::optional<std::string> Catalog::referrer_external_id(std::string_view referrer_id) const {

@@ -159,14 +159,25 @@ struct Name {
   std::string_view text() const noexcept { return {data, size}; }
 };
 
+// A triplet's '%' never sits inside another triplet, so counting valid triplets gives the
+// decoded length, and a triplet ending the text is always read as one.
 Name make_name(std::string_view text) noexcept {
-  std::uint64_t length = 0;
-  std::uint64_t first = 0;
-  std::uint64_t last = 0;
-  for (std::size_t i = 0; i < text.size(); ++length) {
-    last = next_name_byte(text, i);
-    first = length == 0 ? last : first;
+  if (text.empty()) {
+    return {.data = text.data(), .size = 0, .key = 0};
   }
+  std::size_t triplets = 0;
+  for (std::size_t i = 0; i + 2 < text.size(); ++i) {
+    triplets += is_triplet(text, i) ? 1 : 0;
+  }
+
+  std::size_t front = 0;
+  std::size_t back = text.size() - 1;
+  if (text.size() >= 3 && is_triplet(text, text.size() - 3)) {
+    back = text.size() - 3;
+  }
+  const std::uint64_t length = text.size() - 2 * triplets;
+  const std::uint64_t first = next_name_byte(text, front);
+  const std::uint64_t last = next_name_byte(text, back);
   return {.data = text.data(), .size = text.size(), .key = length << 16 | first << 8 | last};
 }
 
@@ -300,10 +311,11 @@ void append_own_params(const ParsedDestination& dest, QueryMerge& merge) {
   if (dest.has_query) {
     merge.query.open();
   }
+  const std::string_view query = dest.query;
   std::size_t pos = 0;
-  while (pos < dest.query.size()) {
+  while (pos < query.size()) {
     const std::size_t start = pos;
-    const std::string_view param = next_param(dest.query, pos);
+    const std::string_view param = next_param(query, pos);
     const Name name = make_name(param_name(param));
     if (param.empty() || merge.reserved.has(name)) {
       continue;
@@ -312,7 +324,7 @@ void append_own_params(const ParsedDestination& dest, QueryMerge& merge) {
     if (merge.names.has_room_for_destination()) {
       merge.names.add(name);
     } else {
-      merge.names.set_overflow(dest.query.substr(start));
+      merge.names.set_overflow(query.substr(start));
     }
     merge.query.separate();
     merge.query.out.append(param);
@@ -340,7 +352,7 @@ void append_incoming_params(std::string_view incoming, QueryMerge& merge) {
 }
 
 void append_pair(std::string_view name, std::string_view value, QueryAppender& query) {
-  if (name.empty()) {
+  if (name.empty() || value.empty()) {
     return;
   }
   query.separate();
@@ -507,7 +519,7 @@ std::pair<int, int> longest_zero_run(const std::array<std::uint16_t, 8>& groups)
 std::string ipv6_text(const urls::ipv6_address& address) {
   const urls::ipv6_address::bytes_type bytes = address.to_bytes();
   std::array<std::uint16_t, 8> groups{};
-  for (int i = 0; i < 8; ++i) {
+  for (std::size_t i = 0; i < groups.size(); ++i) {
     groups[i] = static_cast<std::uint16_t>(bytes[2 * i] << 8 | bytes[2 * i + 1]);
   }
 
@@ -659,6 +671,7 @@ std::string_view destination_error_reason(DestinationError error) noexcept {
     case DestinationError::kEmpty:
       return "destination is empty";
     case DestinationError::kTooLong:
+      static_assert(kMaxDestinationBytes == 2048, "update the reason below");
       return "destination is longer than 2048 bytes";
     case DestinationError::kControlOrSpace:
       return "destination contains a space or a control character; percent-encode it";
@@ -667,7 +680,8 @@ std::string_view destination_error_reason(DestinationError error) noexcept {
     case DestinationError::kNonAsciiHost:
       return "destination host is not ASCII; give it in punycode form (xn--)";
     case DestinationError::kMalformed:
-      return "destination is not a valid absolute URL";
+      return "destination is not a valid URL; look for a bad %XX escape or a character that "
+             "must be percent-encoded";
     case DestinationError::kScheme:
       return "destination scheme must be http or https";
     case DestinationError::kNoHost:

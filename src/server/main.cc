@@ -8,7 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <CLI/CLI.hpp>
 
-#include "earnd/common/secrets.h"
+#include "earnd/attribution/conversions.h"
 #include "earnd/config/config.h"
 #include "earnd/http/server.h"
 #include "earnd/ingest/bot_classifier.h"
@@ -52,18 +52,8 @@ earnd::config::Config load_config(const Flags& f) {
 // The visitor-hash key: from the config, or made at the first start and kept in the store so
 // that hashes stay comparable across restarts.
 std::string visitor_secret(const earnd::config::Config& c, earnd::store::Store& store) {
-  if (!c.clicks.visitor_secret.empty()) {
-    return c.clicks.visitor_secret;
-  }
-  auto stored = store.get_meta("s/visitor_secret");
-  if (stored && *stored) {
-    return **stored;
-  }
-  std::string secret = earnd::random_base64(32);
-  if (store.put_meta("s/visitor_secret", secret)) {
-    throw earnd::StartupError("store: cannot save the generated visitor secret");
-  }
-  return secret;
+  return c.clicks.visitor_secret.empty() ? store.load_or_create_secret("visitor_secret")
+                                         : c.clicks.visitor_secret;
 }
 
 std::string base_url(const earnd::config::Config& c, const std::string& bound_public) {
@@ -124,6 +114,7 @@ int serve(const earnd::config::Config& cfg) {
 
   std::string secret = visitor_secret(cfg, *store);
   std::unique_ptr<links::Catalog> catalog;
+  std::unique_ptr<attribution::ConversionService> conversions;
   std::unique_ptr<http::Server> server;
   {
     // Bind first with a placeholder catalog base, then build the catalog with the real URL.
@@ -132,6 +123,10 @@ int serve(const earnd::config::Config& cfg) {
                            ? base_url(cfg, cfg.server.public_listen)
                            : configured_base;
     catalog = std::make_unique<links::Catalog>(*store, base);
+    conversions = std::make_unique<attribution::ConversionService>(
+        *store, *catalog,
+        attribution::ConversionOptions{
+            .sync = cfg.storage.durability == config::Durability::kGroup});
     server = std::make_unique<http::Server>(http::Services{
         .config = cfg,
         .catalog = *catalog,
@@ -139,6 +134,7 @@ int serve(const earnd::config::Config& cfg) {
         .pipeline = pipeline,
         .bots = *bots,
         .metrics = metrics,
+        .conversions = *conversions,
         .visitor_secret = secret,
     });
     if (configured_base.empty() && pub_port == 0) {
@@ -161,6 +157,7 @@ int serve(const earnd::config::Config& cfg) {
   log->info("event=stopped clicks_stored={} clicks_dropped={}", metrics.clicks_stored.load(),
             metrics.clicks_dropped_queue_full.load() + metrics.clicks_dropped_storage.load());
   server.reset();
+  conversions.reset();
   catalog.reset();
   store.reset();
   return 0;

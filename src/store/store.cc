@@ -16,6 +16,8 @@ constexpr const char* kMeta = "meta";
 constexpr const char* kClicks = "clicks";
 constexpr const char* kVisitor = "visitor";
 constexpr const char* kCounters = "counters";
+constexpr const char* kDocs = "docs";
+constexpr const char* kStats = "stats";
 
 ErrorCode to_error(const rocksdb::Status& s) {
   if (s.ok()) {
@@ -42,7 +44,8 @@ std::uint64_t get_le(const char* p) {
   return v;
 }
 
-// Sums fixed arrays of three little-endian u64 counters (clicks, unique, bot).
+// Adds arrays of little-endian 64-bit counters element by element; the shorter array counts as
+// zeros past its end, so a counter added to the end of a layout later merges with old values.
 class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
  public:
   bool Merge(const rocksdb::Slice&,
@@ -50,31 +53,56 @@ class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
              const rocksdb::Slice& value,
              std::string* new_value,
              rocksdb::Logger*) const override {
-    std::uint64_t sum[3] = {0, 0, 0};
+    std::size_t n = std::max(existing ? existing->size() / 8 : 0, value.size() / 8);
+    std::vector<std::uint64_t> sum(n, 0);
     add(existing, sum);
     add(&value, sum);
-    new_value->assign(reinterpret_cast<const char*>(sum), sizeof(sum));
+    new_value->assign(reinterpret_cast<const char*>(sum.data()), n * 8);
     return true;
   }
 
   const char* Name() const override { return "earnd.CounterAdd"; }
 
  private:
-  static void add(const rocksdb::Slice* s, std::uint64_t* sum) {
-    if (s == nullptr || s->size() != 24) {
+  static void add(const rocksdb::Slice* s, std::vector<std::uint64_t>& sum) {
+    if (s == nullptr) {
       return;
     }
-    for (int i = 0; i < 3; ++i) {
+    for (std::size_t i = 0; i < s->size() / 8 && i < sum.size(); ++i) {
       sum[i] += get_le(s->data() + 8 * i);
     }
   }
 };
 
-std::string counter_key(std::string_view code, std::uint32_t day) {
+std::string counter_key(std::string_view code, std::uint32_t bucket) {
   std::string k(code);
   k.push_back('\0');
-  put_be(day, 4, k);
+  put_be(bucket, 4, k);
   return k;
+}
+
+std::uint64_t get_be(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
+  }
+  return v;
+}
+
+void put_short(std::string_view s, std::string& out) {
+  std::size_t n = std::min<std::size_t>(s.size(), 255);
+  out.push_back(static_cast<char>(n));
+  out.append(s.data(), n);
+}
+
+bool get_short(std::string_view& in, std::string_view& out) {
+  if (in.empty() || in.size() < 1 + static_cast<unsigned char>(in[0])) {
+    return false;
+  }
+  std::size_t n = static_cast<unsigned char>(in[0]);
+  out = in.substr(1, n);
+  in.remove_prefix(1 + n);
+  return true;
 }
 
 rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& cache,
@@ -110,6 +138,9 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* clicks = nullptr;
   rocksdb::ColumnFamilyHandle* visitor = nullptr;
   rocksdb::ColumnFamilyHandle* counters = nullptr;
+  rocksdb::ColumnFamilyHandle* docs = nullptr;
+  rocksdb::ColumnFamilyHandle* stats = nullptr;
+  bool bulk = false;
 
   ~Impl() {
     for (auto* h : handles) {
@@ -147,11 +178,15 @@ void ClickBatch::add(const ClickRecord& c) {
   put_be(c.visitor_hash, 8, i.key);
   put_be(c.ts_ms, 8, i.key);
   i.key.append(c.id.key());
-  char reason = static_cast<char>(c.reason);
-  i.wb.Put(i.visitor, i.key, rocksdb::Slice(&reason, 1)).PermitUncheckedError();
+  i.value.clear();
+  i.value.push_back(static_cast<char>(c.reason));
+  put_short(c.program, i.value);
+  put_short(c.referrer_id, i.value);
+  put_short(c.code, i.value);
+  i.wb.Put(i.visitor, i.key, i.value).PermitUncheckedError();
 
   std::uint64_t add[3] = {1, c.unique ? 1u : 0u, c.reason == ClickReason::kHuman ? 0u : 1u};
-  i.wb.Merge(i.counters, counter_key(c.code, day_of(c.ts_ms)),
+  i.wb.Merge(i.counters, counter_key(c.code, bucket_of(c.ts_ms)),
              rocksdb::Slice(reinterpret_cast<const char*>(add), sizeof(add)))
       .PermitUncheckedError();
   ++count_;
@@ -177,6 +212,10 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   auto counters = family_options(cache, true, rocksdb::kLZ4Compression);
   counters.merge_operator = std::make_shared<CounterAddOperator>();
   families.emplace_back(kCounters, counters);
+  families.emplace_back(kDocs, family_options(cache, true, rocksdb::kLZ4Compression));
+  auto stats = family_options(cache, true, rocksdb::kLZ4Compression);
+  stats.merge_operator = std::make_shared<CounterAddOperator>();
+  families.emplace_back(kStats, stats);
 
   auto impl = std::make_unique<Impl>();
   rocksdb::DB* raw = nullptr;
@@ -194,6 +233,8 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   impl->clicks = impl->handles[2];
   impl->visitor = impl->handles[3];
   impl->counters = impl->handles[4];
+  impl->docs = impl->handles[5];
+  impl->stats = impl->handles[6];
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -249,7 +290,8 @@ ClickBatch Store::make_click_batch() const {
 
 ErrorCode Store::write_clicks(ClickBatch& batch, bool sync) {
   rocksdb::WriteOptions wo;
-  wo.sync = sync;
+  wo.sync = sync && !impl_->bulk;
+  wo.disableWAL = impl_->bulk;
   return to_error(impl_->db->Write(wo, &batch.impl_->wb));
 }
 
@@ -305,19 +347,199 @@ Result<std::optional<ClickRecord>> Store::get_click(const ClickId& id) const {
 }
 
 Result<LinkDayCounts> Store::link_day_counts(std::string_view code, std::uint32_t day) const {
+  LinkDayCounts total;
+  std::uint32_t per_day = static_cast<std::uint32_t>(86'400'000 / kBucketMs);
+  auto ec = scan_link_buckets(code, day * per_day, (day + 1) * per_day,
+                              [&](std::uint32_t, const LinkDayCounts& c) {
+                                total.clicks += c.clicks;
+                                total.unique_clicks += c.unique_clicks;
+                                total.bot_clicks += c.bot_clicks;
+                              });
+  if (ec) {
+    return ec;
+  }
+  return total;
+}
+
+ErrorCode Store::scan_link_buckets(
+    std::string_view code,
+    std::uint32_t from_bucket,
+    std::uint32_t to_bucket,
+    const std::function<void(std::uint32_t, const LinkDayCounts&)>& fn) const {
+  std::string start = counter_key(code, from_bucket);
+  std::string prefix = start.substr(0, code.size() + 1);
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->counters));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 4) {
+      continue;
+    }
+    auto bucket = static_cast<std::uint32_t>(get_be(it->key().data() + prefix.size(), 4));
+    if (bucket >= to_bucket) {
+      break;
+    }
+    auto v = it->value();
+    if (v.size() != 24) {
+      continue;
+    }
+    fn(bucket, LinkDayCounts{get_le(v.data()), get_le(v.data() + 8), get_le(v.data() + 16)});
+  }
+  return to_error(it->status());
+}
+
+ErrorCode Store::scan_visitor(std::uint64_t visitor_hash,
+                              std::uint64_t from_ms,
+                              std::uint64_t to_ms,
+                              const std::function<bool(const VisitorClick&)>& fn) const {
+  std::string start;
+  put_be(visitor_hash, 8, start);
+  std::string prefix = start;
+  put_be(from_ms, 8, start);
+  rocksdb::ReadOptions ro;
+  ro.prefix_same_as_start = true;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->visitor));
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    auto key = it->key();
+    if (key.size() != 16 + kClickIdBytes) {
+      continue;
+    }
+    VisitorClick vc;
+    vc.ts_ms = get_be(key.data() + 8, 8);
+    if (vc.ts_ms > to_ms) {
+      break;
+    }
+    std::memcpy(vc.id.bytes.data(), key.data() + 16, kClickIdBytes);
+    std::string_view v = it->value().ToStringView();
+    if (v.empty() || static_cast<unsigned char>(v[0]) >= kReasonCount) {
+      continue;
+    }
+    vc.reason = static_cast<ClickReason>(v[0]);
+    v.remove_prefix(1);
+    if (!get_short(v, vc.program) || !get_short(v, vc.referrer_id) || !get_short(v, vc.code)) {
+      continue;
+    }
+    if (!fn(vc)) {
+      break;
+    }
+  }
+  return to_error(it->status());
+}
+
+Result<std::optional<std::string>> Store::get_doc(std::string_view key) const {
   std::string value;
-  auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->counters, counter_key(code, day), &value);
-  LinkDayCounts c;
+  auto s = impl_->db->Get(rocksdb::ReadOptions(), impl_->docs, key, &value);
   if (s.IsNotFound()) {
-    return c;
+    return std::optional<std::string>();
   }
-  if (!s.ok() || value.size() != 24) {
-    return s.ok() ? make_error_code(Errc::kCorruptRecord) : to_error(s);
+  if (!s.ok()) {
+    return to_error(s);
   }
-  c.clicks = get_le(value.data());
-  c.unique_clicks = get_le(value.data() + 8);
-  c.bot_clicks = get_le(value.data() + 16);
-  return c;
+  return std::optional<std::string>(std::move(value));
+}
+
+ErrorCode Store::write_docs(const std::vector<std::pair<std::string, std::string>>& kv, bool sync) {
+  rocksdb::WriteBatch wb;
+  for (const auto& [k, v] : kv) {
+    wb.Put(impl_->docs, k, v).PermitUncheckedError();
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return to_error(impl_->db->Write(wo, &wb));
+}
+
+ErrorCode Store::write(const DocBatch& batch, bool sync) {
+  rocksdb::WriteBatch wb;
+  for (const auto& [k, v] : batch.puts) {
+    wb.Put(impl_->docs, k, v).PermitUncheckedError();
+  }
+  std::string value;
+  for (const auto& [k, counters] : batch.stat_adds) {
+    value.clear();
+    for (std::int64_t c : counters) {
+      auto u = static_cast<std::uint64_t>(c);
+      value.append(reinterpret_cast<const char*>(&u), 8);
+    }
+    wb.Merge(impl_->stats, k, value).PermitUncheckedError();
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return to_error(impl_->db->Write(wo, &wb));
+}
+
+ErrorCode Store::scan_stats(
+    std::string_view prefix,
+    std::uint32_t from_bucket,
+    std::uint32_t to_bucket,
+    const std::function<void(std::uint32_t, const std::vector<std::int64_t>&)>& fn) const {
+  std::string start(prefix);
+  put_be(from_bucket, 4, start);
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->stats));
+  std::vector<std::int64_t> counters;
+  for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != prefix.size() + 4) {
+      continue;
+    }
+    auto bucket = static_cast<std::uint32_t>(get_be(it->key().data() + prefix.size(), 4));
+    if (bucket >= to_bucket) {
+      break;
+    }
+    auto v = it->value();
+    counters.assign(v.size() / 8, 0);
+    for (std::size_t i = 0; i < counters.size(); ++i) {
+      counters[i] = static_cast<std::int64_t>(get_le(v.data() + 8 * i));
+    }
+    fn(bucket, counters);
+  }
+  return to_error(it->status());
+}
+
+void Store::scan_docs(std::string_view prefix,
+                      const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->docs));
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (!fn(it->key().ToStringView(), it->value().ToStringView())) {
+      break;
+    }
+  }
+}
+
+std::string Store::load_or_create_secret(std::string_view name) {
+  std::string key = "s/" + std::string(name);
+  auto stored = get_meta(key);
+  if (stored && *stored) {
+    return **stored;
+  }
+  unsigned char raw[32];
+  std::string secret;
+  {
+    // 32 bytes from the click id generator's source would do, but a secret deserves its own
+    // call to the system's generator.
+    std::FILE* f = std::fopen("/dev/urandom", "rb");
+    if (f == nullptr || std::fread(raw, 1, sizeof(raw), f) != sizeof(raw)) {
+      if (f != nullptr) {
+        std::fclose(f);
+      }
+      throw StartupError("store: cannot read /dev/urandom for a new secret");
+    }
+    std::fclose(f);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned char b : raw) {
+      secret.push_back(kHex[b >> 4]);
+      secret.push_back(kHex[b & 15]);
+    }
+  }
+  if (put_meta(key, secret)) {
+    throw StartupError("store: cannot save the new secret " + std::string(name));
+  }
+  return secret;
+}
+
+void Store::set_bulk_load(bool on) noexcept { impl_->bulk = on; }
+
+ErrorCode Store::flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return to_error(impl_->db->Flush(fo, impl_->handles));
 }
 
 std::uint64_t Store::int_property(std::string_view name) const {

@@ -419,6 +419,17 @@ TEST_F(LocationTest, DropsDestinationsOwnRefAndClickParams) {
             "https://shop.example.com/?x=1&" + tail());
 }
 
+TEST_F(LocationTest, ComparesWithEveryDestinationParamEvenPastTheStoredOnes) {
+  std::string destination = "https://shop.example.com/?";
+  for (int i = 0; i < 40; ++i) {
+    destination += "d" + std::to_string(i) + "=" + std::to_string(i) + "&";
+  }
+  destination.pop_back();
+
+  const std::string out = location("d39=spoof&D0=x&fresh=1", "", destination);
+  EXPECT_EQ(out, destination + "&fresh=1&" + tail());
+}
+
 TEST_F(LocationTest, KeepsDestinationQueryBytesAndFragment) {
   EXPECT_EQ(location("utm_source=a", "", "https://shop.example.com/s?q=a+b%20c&e=%7e#top"),
             "https://shop.example.com/s?q=a+b%20c&e=%7e&utm_source=a&" + tail() + "#top");
@@ -482,6 +493,20 @@ TEST_F(LocationTest, EncodesRefAndClickDefensively) {
                   .click_value = "ignored"},
                  out);
   EXPECT_EQ(out, "https://shop.example.com/?r%20f=a%26b%3Dc%20d%2541");
+}
+
+TEST_F(LocationTest, ReservesClickNameEvenWithoutAClickId) {
+  const ParsedDestination dest = parse_ok("https://shop.example.com/?earnd_cid=old&a=1");
+  std::string out;
+  build_location(dest,
+                 {.incoming_query = "earnd_cid=fake&utm_source=x",
+                  .deep_path = "",
+                  .ref_param = "ref",
+                  .ref_value = "ana",
+                  .click_param = "earnd_cid",
+                  .click_value = ""},
+                 out);
+  EXPECT_EQ(out, "https://shop.example.com/?a=1&utm_source=x&ref=ana");
 }
 
 TEST_F(LocationTest, LooksAtALimitedNumberOfIncomingParams) {

@@ -1,14 +1,28 @@
 // earnctl: earnd's admin and batch command line. Talks to a running server's admin listener
 // (--url or EARND_URL, with EARND_ADMIN_KEY), or works offline on a data directory (--data-dir).
 
+#include <algorithm>
+#include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <span>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <boost/unordered/unordered_flat_map.hpp>
 
+#include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
+#include "earnd/common/hash.h"
+#include "earnd/ingest/importer.h"
 #include "earnd/store/store.h"
 #include "http_client.h"
 
@@ -37,7 +51,9 @@ int print_result(const earnctl::HttpResult& r) {
   return 0;
 }
 
-int call(const Remote& remote, std::string_view method, const std::string& target,
+int call(const Remote& remote,
+         std::string_view method,
+         const std::string& target,
          const std::string& body = "") {
   if (remote.key.empty()) {
     std::cerr << "earnctl: set EARND_ADMIN_KEY (or --admin-key) to call the admin API\n";
@@ -78,7 +94,9 @@ std::string query_escape(const std::string& v) {
   return out;
 }
 
-int export_offline(const std::string& dir, std::uint64_t from, std::uint64_t to,
+int export_offline(const std::string& dir,
+                   std::uint64_t from,
+                   std::uint64_t to,
                    const std::string& program) {
   auto store = earnd::store::Store::open(
       {.data_dir = dir, .mode = earnd::store::OpenMode::kReadOnly, .block_cache_mb = 16});
@@ -130,6 +148,251 @@ int store_stats(const std::string& dir, bool compact) {
   return 0;
 }
 
+// "30d", "12h", "90m", "45s", "250ms" or a plain number of milliseconds; nullopt otherwise.
+std::optional<std::uint64_t> parse_duration_ms(std::string_view text) {
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data()) {
+    return std::nullopt;
+  }
+  std::string_view unit(end, text.data() + text.size() - end);
+  static const std::pair<std::string_view, std::uint64_t> kUnits[] = {
+      {"", 1}, {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+  for (const auto& [name, ms] : kUnits) {
+    if (unit == name) {
+      return n * ms;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string per_second(std::uint64_t n, double seconds) {
+  return std::to_string(seconds > 0 ? static_cast<std::uint64_t>(n / seconds) : n) + "/s";
+}
+
+int import_clicks(const std::string& file, const std::string& dir, const std::string& program) {
+  auto store = earnd::store::Store::open({.data_dir = dir});
+  auto s = earnd::ingest::import_clicks(*store, file, {.program = program});
+  std::cout << std::fixed << std::setprecision(1) << "imported " << s.clicks << " clicks in "
+            << s.seconds << " s (" << per_second(s.clicks, s.seconds) << "): program " << program
+            << (s.programs_created ? " (created)" : "") << ", " << s.bots << " bots, " << s.unique
+            << " unique, " << s.velocity << " over the velocity limit, " << s.links_created
+            << " links and " << s.referrers_created << " referrers created\n";
+  return 0;
+}
+
+int import_conversions(const std::string& file,
+                       const std::string& dir,
+                       const std::string& program) {
+  auto store = earnd::store::Store::open({.data_dir = dir});
+  auto s = earnd::ingest::import_conversions(*store, file, {.program = program});
+  std::cout << std::fixed << std::setprecision(1) << "imported " << s.conversions
+            << " conversions in " << s.seconds << " s (" << per_second(s.conversions, s.seconds)
+            << "): program " << program << (s.programs_created ? " (created)" : "") << ", "
+            << s.sales << " sales\n";
+  return 0;
+}
+
+struct AttributeArgs {
+  std::string data_dir;
+  std::string conversions;
+  std::string model = "last_click";
+  std::string window = "30d";
+  std::string out;
+  std::string program;
+};
+
+struct Conversion {
+  std::uint64_t ts_ms = 0;
+  std::uint64_t visitor_hash = 0;
+  std::uint64_t amount = 0;  // revenue: the amount of a sale, 0 for a signup
+};
+
+struct Tally {
+  std::uint64_t conversions = 0;
+  std::uint64_t revenue = 0;
+
+  void add(std::uint64_t n, std::uint64_t rev) {
+    conversions += n;
+    revenue += rev;
+  }
+};
+
+// One worker's share: tallies by internal referrer id.
+struct Partial {
+  boost::unordered_flat_map<std::string, Tally> by_referrer;
+  Tally unattributed;
+  earnd::ErrorCode error;
+};
+
+void attribute_range(const earnd::store::Store& store,
+                     std::span<const Conversion> conversions,
+                     earnd::attribution::MatchQuery query,
+                     Partial& out) {
+  for (const Conversion& c : conversions) {
+    query.visitor_hash = c.visitor_hash;
+    query.at_ms = c.ts_ms;
+    auto winner = earnd::attribution::match(store, query);
+    if (!winner) {
+      out.error = winner.error();
+      return;
+    }
+    Tally& t = *winner ? out.by_referrer[(*winner)->referrer_id] : out.unattributed;
+    t.add(1, c.amount);
+  }
+}
+
+// Referrer id -> external id, from the meta family's "r/{id}" records.
+std::map<std::string, std::string, std::less<>> load_external_ids(
+    const earnd::store::Store& store) {
+  std::map<std::string, std::string, std::less<>> ids;
+  store.scan_meta("r/", [&](std::string_view key, std::string_view value) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(value, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* ext = v.as_object().if_contains("external_id"); ext && ext->is_string()) {
+        ids.emplace(key.substr(2), std::string(ext->get_string()));
+      }
+    }
+    return true;
+  });
+  return ids;
+}
+
+// Orders external ids as numbers when both are decimal, else as text (numbers first).
+struct ExternalIdLess {
+  bool operator()(const std::string& a, const std::string& b) const {
+    auto numeric = [](const std::string& s) {
+      return !s.empty() &&
+             std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    bool na = numeric(a);
+    bool nb = numeric(b);
+    if (na != nb) {
+      return na;
+    }
+    if (na && a.size() != b.size()) {
+      return a.size() < b.size();
+    }
+    return a < b;
+  }
+};
+
+int write_attribution(const std::string& path,
+                      const std::map<std::string, Tally, ExternalIdLess>& rows,
+                      const Tally& unattributed) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << "referrer_id,conversions,revenue_cents\n";
+  for (const auto& [ext, t] : rows) {
+    out << ext << ',' << t.conversions << ',' << t.revenue << '\n';
+  }
+  out << ',' << unattributed.conversions << ',' << unattributed.revenue << '\n';
+  out.close();
+  if (!out) {
+    std::cerr << "earnctl: cannot write " << path << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+void print_summary(const AttributeArgs& a,
+                   const std::map<std::string, Tally, ExternalIdLess>& rows,
+                   const Tally& unattributed,
+                   double seconds) {
+  Tally attributed;
+  std::vector<std::pair<std::string, Tally>> top(rows.begin(), rows.end());
+  for (const auto& [ext, t] : top) {
+    attributed.add(t.conversions, t.revenue);
+  }
+  std::size_t shown = std::min<std::size_t>(top.size(), 10);
+  std::partial_sort(top.begin(), top.begin() + shown, top.end(), [](const auto& x, const auto& y) {
+    return x.second.conversions != y.second.conversions
+               ? x.second.conversions > y.second.conversions
+               : x.second.revenue > y.second.revenue;
+  });
+  std::cout << "top referrers (" << rows.size() << " credited):\n"
+            << std::left << std::setw(24) << "referrer_id" << std::right << std::setw(12)
+            << "conversions" << std::setw(16) << "revenue_cents"
+            << "\n";
+  for (std::size_t i = 0; i < shown; ++i) {
+    std::cout << std::left << std::setw(24) << top[i].first << std::right << std::setw(12)
+              << top[i].second.conversions << std::setw(16) << top[i].second.revenue << "\n";
+  }
+  std::cout << std::left << std::setw(24) << "(unattributed)" << std::right << std::setw(12)
+            << unattributed.conversions << std::setw(16) << unattributed.revenue << "\n"
+            << std::left << std::setw(24) << "(attributed)" << std::right << std::setw(12)
+            << attributed.conversions << std::setw(16) << attributed.revenue << "\n"
+            << std::fixed << std::setprecision(2) << "attributed "
+            << attributed.conversions + unattributed.conversions << " conversions (" << a.model
+            << ", window " << a.window << ") in " << seconds << " s; wrote " << a.out << "\n";
+}
+
+int attribute(const AttributeArgs& a) {
+  auto start = std::chrono::steady_clock::now();
+  auto model = earnd::attribution::parse_model(a.model);
+  auto window = parse_duration_ms(a.window);
+  if (!model || !window) {
+    std::cerr << "earnctl: --model must be last_click or first_click and --window like 30d, "
+                 "12h, 90m or milliseconds\n";
+    return 2;
+  }
+  auto store = earnd::store::Store::open(
+      {.data_dir = a.data_dir, .mode = earnd::store::OpenMode::kReadOnly});
+  auto secret = store->get_meta("s/" + std::string(earnd::ingest::kVisitorSecretName));
+  if (!secret || !*secret) {
+    std::cerr
+        << "earnctl: " << a.data_dir
+        << " has no visitor secret: no clicks were imported into it (earnctl import clicks)\n";
+    return 1;
+  }
+  earnd::KeyedHasher hasher(**secret);
+  auto external_ids = load_external_ids(*store);
+
+  std::vector<Conversion> conversions;
+  earnd::ingest::read_conversions_csv(a.conversions, [&](const earnd::ingest::ConversionRow& r) {
+    conversions.push_back({r.ts_ms, earnd::ingest::import_visitor_hash(hasher, r.visitor_id),
+                           r.kind == "sale" ? r.amount_cents : 0});
+  });
+
+  // Split the conversions over the cores; each worker tallies on its own.
+  unsigned workers = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  std::vector<Partial> partials(workers);
+  std::vector<std::thread> threads;
+  earnd::attribution::MatchQuery query{.window_ms = *window, .model = *model, .program = a.program};
+  std::size_t per = (conversions.size() + workers - 1) / workers;
+  for (unsigned w = 0; w < workers; ++w) {
+    std::size_t from = std::min(conversions.size(), w * per);
+    std::size_t to = std::min(conversions.size(), from + per);
+    threads.emplace_back(attribute_range, std::cref(*store),
+                         std::span<const Conversion>(conversions.data() + from, to - from), query,
+                         std::ref(partials[w]));
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+
+  // Merge by external id (several internal referrers may share one across programs).
+  std::map<std::string, Tally, ExternalIdLess> rows;
+  Tally unattributed;
+  for (const Partial& p : partials) {
+    if (p.error) {
+      std::cerr << "earnctl: reading the visitor index failed: " << p.error.message() << "\n";
+      return 1;
+    }
+    unattributed.add(p.unattributed.conversions, p.unattributed.revenue);
+    for (const auto& [id, t] : p.by_referrer) {
+      auto ext = external_ids.find(id);
+      rows[ext != external_ids.end() ? ext->second : id].add(t.conversions, t.revenue);
+    }
+  }
+  if (int rc = write_attribution(a.out, rows, unattributed)) {
+    return rc;
+  }
+  print_summary(a, rows, unattributed,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,7 +410,8 @@ int main(int argc, char** argv) {
   std::string data_dir, from, to, program;
   exp_clicks->add_option("--data-dir", data_dir, "read a data directory instead of a server");
   exp_clicks->add_option("--from", from, "start: Unix ms, date or RFC 3339 time (inclusive)");
-  exp_clicks->add_option("--to", to, "end: Unix ms, date or RFC 3339 time (exclusive; a date includes that day)");
+  exp_clicks->add_option(
+      "--to", to, "end: Unix ms, date or RFC 3339 time (exclusive; a date includes that day)");
   exp_clicks->add_option("--program", program, "only this program's clicks");
   exp_clicks->callback([&] {
     if (!data_dir.empty()) {
@@ -166,9 +430,11 @@ int main(int argc, char** argv) {
   auto* prog = app.add_subcommand("program", "programs");
   prog->require_subcommand(1);
   std::string json_arg, id;
-  auto* prog_create = prog->add_subcommand("create", "create a program from JSON (text, @file or -)");
+  auto* prog_create =
+      prog->add_subcommand("create", "create a program from JSON (text, @file or -)");
   prog_create->add_option("json", json_arg)->required();
-  prog_create->callback([&] { rc = call(remote, "POST", "/v1/programs", read_json_arg(json_arg)); });
+  prog_create->callback(
+      [&] { rc = call(remote, "POST", "/v1/programs", read_json_arg(json_arg)); });
   auto* prog_get = prog->add_subcommand("get", "show a program");
   prog_get->add_option("id", id)->required();
   prog_get->callback([&] { rc = call(remote, "GET", "/v1/programs/" + query_escape(id)); });
@@ -180,7 +446,8 @@ int main(int argc, char** argv) {
   });
   auto* prog_keys = prog->add_subcommand("rotate-keys", "issue new program keys");
   prog_keys->add_option("id", id)->required();
-  prog_keys->callback([&] { rc = call(remote, "POST", "/v1/programs/" + query_escape(id) + "/keys"); });
+  prog_keys->callback(
+      [&] { rc = call(remote, "POST", "/v1/programs/" + query_escape(id) + "/keys"); });
 
   // referrers
   auto* ref = app.add_subcommand("referrer", "referrers");
@@ -204,8 +471,9 @@ int main(int argc, char** argv) {
   link_list->add_option("--program", program);
   link_list->add_option("--referrer", referrer);
   link_list->callback([&] {
-    rc = call(remote, "GET",
-              "/v1/links?program=" + query_escape(program) + "&referrer_id=" + query_escape(referrer));
+    rc = call(
+        remote, "GET",
+        "/v1/links?program=" + query_escape(program) + "&referrer_id=" + query_escape(referrer));
   });
   auto* link_patch = link->add_subcommand("patch", "change a link: CODE JSON");
   link_patch->add_option("code", id)->required();
@@ -220,6 +488,40 @@ int main(int argc, char** argv) {
   stats->add_option("--data-dir", data_dir, "data directory")->required();
   stats->add_flag("--compact", compact, "compact fully first");
   stats->callback([&] { rc = store_stats(data_dir, compact); });
+
+  // batch: import and attribute
+  auto* imp = app.add_subcommand("import",
+                                 "bulk-load a data directory from CSV (attribution-bench formats)");
+  imp->require_subcommand(1);
+  std::string file;
+  std::string import_program = "default";
+  auto* imp_clicks = imp->add_subcommand(
+      "clicks", "clicks: click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot");
+  auto* imp_conv =
+      imp->add_subcommand("conversions", "conversions: conv_id,ts_ms,visitor_id,amount_cents,kind");
+  for (auto* sub : {imp_clicks, imp_conv}) {
+    sub->add_option("file", file, "CSV file with a header row")->required();
+    sub->add_option("--data-dir", data_dir, "data directory (not in use by a running earnd)")
+        ->required();
+    sub->add_option("--program", import_program, "program id, created when missing");
+  }
+  imp_clicks->callback([&] { rc = import_clicks(file, data_dir, import_program); });
+  imp_conv->callback([&] { rc = import_conversions(file, data_dir, import_program); });
+
+  AttributeArgs attr;
+  auto* att = app.add_subcommand("attribute", "attribute a conversions CSV to imported clicks");
+  att->add_option("--data-dir", attr.data_dir, "data directory (read-only; earnd may run on it)")
+      ->required();
+  att->add_option("--conversions", attr.conversions,
+                  "conv_id,ts_ms,visitor_id,amount_cents,kind CSV")
+      ->required();
+  att->add_option("--model", attr.model, "last_click or first_click")->capture_default_str();
+  att->add_option("--window", attr.window, "lookback, both ends inclusive: 30d, 12h, 90m or ms")
+      ->capture_default_str();
+  att->add_option("--out", attr.out, "result CSV: referrer_id,conversions,revenue_cents")
+      ->required();
+  att->add_option("--program", attr.program, "only clicks of this program (default: any)");
+  att->callback([&] { rc = attribute(attr); });
 
   try {
     app.parse(argc, argv);

@@ -11,6 +11,10 @@
 
 #include "earnd/config/config.h"
 
+namespace earnd::attribution {
+class ConversionService;
+}
+
 namespace earnd::ingest {
 class BotClassifier;
 class Pipeline;
@@ -38,6 +42,7 @@ struct Services {
   ingest::Pipeline& pipeline;
   const ingest::BotClassifier& bots;
   metrics::Metrics& metrics;
+  attribution::ConversionService& conversions;
   std::string visitor_secret;
 };
 

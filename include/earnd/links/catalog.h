@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,6 +41,18 @@ struct ProgramView {
   std::uint64_t dedupe_ms = 60ull * 60'000;
   std::string model = "last_click";
   std::uint32_t window_days = 30;
+  std::uint64_t binding_ms = 365ull * 86'400'000;
+  std::uint64_t probabilistic_ms = 0;  // 0: probabilistic matching off
+  std::string publishable_key;
+};
+
+// A referrer as reports and conversions need it.
+struct ReferrerInfo {
+  std::string id;
+  std::string program;
+  std::string external_id;
+  std::string name;
+  std::vector<std::string> codes;  // its links, in lower-case code order
 };
 
 // What the redirect path needs of a link.
@@ -68,10 +81,28 @@ struct StringEq {
 // An immutable view of every link, keyed by lower-case code.
 struct Snapshot {
   boost::unordered_flat_map<std::string, LinkView, StringHash, StringEq> links;
+  boost::unordered_flat_map<std::string, std::shared_ptr<const ProgramView>, StringHash, StringEq>
+      programs;
   std::uint64_t version = 0;
+
+  // The program with this id, or nullptr.
+  const ProgramView* program(std::string_view id) const noexcept;
 
   // The link for a code in any case, or nullptr. code must be at most 32 characters.
   const LinkView* find(std::string_view code) const noexcept;
+};
+
+// One link for Catalog::ensure_links: its code and the external id of the referrer who owns it.
+struct LinkSpec {
+  std::string code;
+  std::string external_id;
+};
+
+// What Catalog::ensure_links changed.
+struct EnsureLinksResult {
+  std::size_t referrers_created = 0;
+  std::size_t links_created = 0;
+  std::size_t invalid = 0;  // specs skipped: a bad code or an empty or over-long external id
 };
 
 // The outcome of an admin call: an HTTP status and a JSON body.
@@ -112,6 +143,26 @@ class Catalog {
 
   // The program whose secret key (program_key) this is, or nullopt.
   std::optional<std::string> program_for_key(std::string_view key) const;
+
+  // The program whose publishable key this is, or nullopt.
+  std::optional<std::string> program_for_publishable_key(std::string_view key) const;
+
+  // A referrer by id, or nullopt. Thread-safe.
+  std::optional<ReferrerInfo> referrer(std::string_view id) const;
+
+  // Every referrer of a program (all programs when program is ""), ordered by id. Thread-safe.
+  std::vector<ReferrerInfo> referrers_of(std::string_view program) const;
+
+  // Bulk form of create_referrer + create_link for imports: makes sure every code of links
+  // exists. A missing code becomes a link of program owned by the referrer with that
+  // external_id, which is created (without a link of its own) when the program has none. Codes
+  // that exist already, in any program, are left as they are; of repeated codes in links the
+  // first wins. Everything new is written in one synced meta batch and published as one
+  // snapshot, so 100k links take one write instead of 100k. Errc::kNotFound when the program
+  // does not exist; the store's error when the write fails (nothing changed then). Thread-safe;
+  // blocks on the write; allocates O(links).
+  [[nodiscard]] Result<EnsureLinksResult> ensure_links(std::string_view program,
+                                                       std::span<const LinkSpec> links);
 
   // Referrer id -> external id, for exports. Thread-safe.
   std::optional<std::string> referrer_external_id(std::string_view referrer_id) const;

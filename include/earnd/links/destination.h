@@ -66,6 +66,8 @@ enum class DestinationError {
 // "foo.0x4") is rejected, as browsers would read it as a malformed IPv4 address. Hosts with
 // percent-encoding or raw non-ASCII bytes are rejected: an international host must be given in
 // its punycode form ("xn--..."), which is accepted as is (punycode is not decoded or checked).
+// LIMIT: there is no IDNA (Boost.URL 1.81 has none), so "faß.example" is refused rather than
+// converted to "xn--fa-hia.example"; admins convert it themselves. A UTS 46 mapping would fix it.
 //
 // Normalized: scheme and host to lowercase; IPv6 in its RFC 5952 text form; the default port
 // (80 for http, 443 for https) and an empty port removed, leading zeros of a port dropped; "."
@@ -83,8 +85,8 @@ enum class DestinationError {
     std::string_view url, std::span<const std::string> allowed_hosts);
 
 // Returns the reason parse_destination() rejects url with these allowed_hosts, or kNone when it
-// accepts it. Checks run in the order of DestinationError, so kHostNotAllowed is reported only
-// for an otherwise valid URL. Thread-safe, allocates; meant for the admin API's error answer.
+// accepts it. The allow-list is checked last, so kHostNotAllowed means the URL is otherwise
+// valid. Thread-safe, allocates; meant for the admin API's error answer.
 [[nodiscard]] DestinationError diagnose_destination(std::string_view url,
                                                     std::span<const std::string> allowed_hosts);
 
@@ -101,32 +103,43 @@ struct LocationParts {
   // Name and value of the referral parameter, e.g. "ref" and the link code.
   std::string_view ref_param;
   std::string_view ref_value;
-  // Name and value of the click parameter, e.g. "earnd_cid" and the click id text.
+  // Name and value of the click parameter, e.g. "earnd_cid" and the click id text. An empty
+  // value adds no click id but still keeps parameters of that name out of the Location.
   std::string_view click_param;
   std::string_view click_value;
 };
 
 // Appends the redirect Location for dest and parts to out, in this order:
 //   1. dest.base, then the deep path joined with exactly one '/'. The deep path is split on '/';
-//      empty, "." and ".." segments (also written with %2e) are dropped, so it can only go
-//      below the destination path; unsafe bytes in a segment are percent-encoded ('\\', '?' and
-//      '#' included).
-//   2. '?' and the destination's own parameters as given, except those named like ref_param or
-//      click_param, which are dropped so that the ones added below are the only ones.
+//      empty, "." and ".." segments (also written with %2e) are dropped, not resolved, so it
+//      can only go below the destination path. In a segment, valid %XX is kept and any byte
+//      outside RFC 3986 pchar is percent-encoded ('\\', '?', '#' and a lone '%' included).
+//   2. '?' and the destination's own parameters as given, except empty ones and those named
+//      like ref_param or click_param, which are dropped so that the pair added in step 4 is the
+//      only one.
 //   3. Incoming parameters, skipping empty ones, those without a name, those named like
 //      ref_param or click_param (nobody can spoof them), those named like a destination
 //      parameter (the destination wins) and repeats of an earlier incoming name (the first
-//      wins). Only the first kMaxForwardedParams incoming parameters are looked at. Valid %XX and
-//      '+' are kept, a lone '%' becomes %25, and any other byte not allowed in an RFC 3986 query
-//      (controls, space, '"',
-//      '#', '<', '>', '[', '\\', ']', '^', '`', '{', '|', '}', DEL, non-ASCII) becomes %XX.
-//   4. ref_param=ref_value and click_param=click_value, each skipped when its name is empty,
-//      with every byte other than ALPHA, DIGIT, '-', '.', '_' and '~' percent-encoded.
+//      wins). Only the first kMaxForwardedParams non-empty ones are looked at. Valid %XX and
+//      '+' are kept, a lone '%' becomes %25, and every byte not allowed in an RFC 3986 query
+//      becomes %XX: controls, space, '"', '#', '<', '>', '[', '\\', ']', '^', '`', '{', '|',
+//      '}', DEL and non-ASCII.
+//   4. ref_param=ref_value and click_param=click_value, each only when both its name and
+//      value are non-empty, with every byte but ALPHA, DIGIT, '-', '.', '_' and '~'
+//      percent-encoded ('%' too). A non-empty name is dropped from steps 2 and 3 even when its
+//      value is empty: pass the program's click_param with an empty click_value to redirect
+//      without a click id and still keep a client's own click id out.
 //   5. '#' and dest.fragment, when dest.has_fragment.
-// Names are compared after decoding %XX and ignoring ASCII case, so "%52EF" counts as "ref".
-// Every byte appended is in 0x21..0x7e. Thread-safe for distinct out strings; noexcept apart
-// from allocation: reserves an upper bound of the length once, so it does not allocate when
-// out's capacity already covers it.
+// Names are compared after decoding %XX and ignoring ASCII case ("%52EF" counts as "ref");
+// '+' is not read as a space. Every byte appended is in 0x21..0x7e, so the result can go into
+// a header as is. Thread-safe for distinct out strings. First reserves out.size() plus an upper
+// bound of what it appends (the destination's length, three times the other inputs' lengths,
+// and 16), so it allocates at most once, and not at all when out's capacity covers that; it
+// can throw only std::bad_alloc.
+//
+// LIMIT: dot segments are recognized in their URL spellings only; a server that reads "..;"
+// or "..%2f" as ".." may still climb above the destination path. That stays on the allowed
+// host, so it is not an open redirect; dropping such segments too would remove it.
 void build_location(const ParsedDestination& dest, const LocationParts& parts, std::string& out);
 
 }  // namespace earnd::links

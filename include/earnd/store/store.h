@@ -31,7 +31,25 @@ struct StoreOptions {
   std::uint32_t block_cache_mb = 64;
 };
 
-// Counts for one link on one UTC day.
+// Click counters are kept per link and per 15-minute bucket (minutes since the epoch / 15), fine
+// enough for any time zone's day and hour boundaries.
+inline constexpr std::uint64_t kBucketMs = 15 * 60'000;
+
+inline std::uint32_t bucket_of(std::uint64_t ts_ms) noexcept {
+  return static_cast<std::uint32_t>(ts_ms / kBucketMs);
+}
+
+// One entry of the visitor index: a click of a visitor, with what matching needs.
+struct VisitorClick {
+  std::uint64_t ts_ms = 0;
+  ClickId id;
+  ClickReason reason = ClickReason::kHuman;
+  std::string_view program;      // valid during the callback only
+  std::string_view referrer_id;  // valid during the callback only
+  std::string_view code;         // valid during the callback only
+};
+
+// Counts for one link over a time range.
 struct LinkDayCounts {
   std::uint64_t clicks = 0;
   std::uint64_t unique_clicks = 0;
@@ -95,6 +113,53 @@ class Store {
 
   // Per-link daily counts (day = days since 1970-01-01 UTC).
   Result<LinkDayCounts> link_day_counts(std::string_view code, std::uint32_t day) const;
+
+  // Calls fn(bucket, counts) for each 15-minute bucket of the link with from <= bucket < to
+  // that has clicks, in order.
+  [[nodiscard]] ErrorCode scan_link_buckets(
+      std::string_view code,
+      std::uint32_t from_bucket,
+      std::uint32_t to_bucket,
+      const std::function<void(std::uint32_t, const LinkDayCounts&)>& fn) const;
+
+  // The clicks of a visitor with from_ms <= ts_ms <= to_ms (both inclusive), oldest first (ties
+  // in click id order), until fn returns false. Reads only the visitor index.
+  [[nodiscard]] ErrorCode scan_visitor(std::uint64_t visitor_hash,
+                                       std::uint64_t from_ms,
+                                       std::uint64_t to_ms,
+                                       const std::function<bool(const VisitorClick&)>& fn) const;
+
+  // The "docs" family: conversions, customer bindings and other documents keyed by the
+  // caller. write_docs applies puts atomically (synced when sync). Thread-safe.
+  [[nodiscard]] Result<std::optional<std::string>> get_doc(std::string_view key) const;
+  [[nodiscard]] ErrorCode write_docs(const std::vector<std::pair<std::string, std::string>>& kv,
+                                     bool sync);
+  // Calls fn for each doc whose key starts with prefix, in key order, until fn returns false.
+  void scan_docs(std::string_view prefix,
+                 const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
+  // The "stats" family: per-key arrays of u64 counters summed by a merge operator. Keys are
+  // the caller's, ending in a 4-byte big-endian 15-minute bucket. A DocBatch carries doc puts
+  // and stat additions applied together.
+  struct DocBatch {
+    std::vector<std::pair<std::string, std::string>> puts;
+    std::vector<std::pair<std::string, std::vector<std::int64_t>>> stat_adds;
+  };
+  [[nodiscard]] ErrorCode write(const DocBatch& batch, bool sync);
+  // Calls fn(bucket, counters) for keys prefix + bucket with from <= bucket < to, in order.
+  [[nodiscard]] ErrorCode scan_stats(
+      std::string_view prefix,
+      std::uint32_t from_bucket,
+      std::uint32_t to_bucket,
+      const std::function<void(std::uint32_t, const std::vector<std::int64_t>&)>& fn) const;
+
+  // A named secret kept in the meta family: read, or made (base64 of 32 random bytes) and
+  // stored on first use. Throws StartupError when it cannot be stored (startup only).
+  std::string load_or_create_secret(std::string_view name);
+
+  // Turns off the WAL for click batches (bulk import: the data is flushed by flush() instead).
+  void set_bulk_load(bool on) noexcept;
+  [[nodiscard]] ErrorCode flush();
 
   // A RocksDB property (e.g. "rocksdb.estimate-num-keys") summed over families, for /metrics.
   std::uint64_t int_property(std::string_view name) const;

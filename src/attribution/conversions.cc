@@ -1,0 +1,506 @@
+#include "earnd/attribution/conversions.h"
+
+#include <charconv>
+#include <map>
+
+#include <boost/json.hpp>
+
+#include "earnd/attribution/matcher.h"
+#include "earnd/common/click_id.h"
+#include "earnd/common/time.h"
+#include "earnd/links/catalog.h"
+#include "earnd/store/store.h"
+
+namespace json = boost::json;
+
+namespace earnd::attribution {
+namespace {
+
+// A rejected request: carried out of the field checks by exception inside this file only and
+// turned into a 4xx reply in handle().
+struct Reject {
+  unsigned status;
+  std::string code;
+  std::string message;
+};
+
+[[noreturn]] void reject(std::string code, std::string message, unsigned status = 400) {
+  throw Reject{status, std::move(code), std::move(message)};
+}
+
+ConversionReply error_body(unsigned status, std::string_view code, std::string_view message) {
+  json::object err{{"code", code}, {"message", message}};
+  return {status, json::serialize(json::object{{"error", err}})};
+}
+
+std::string text_field(const json::object& o, const char* key, std::size_t max, bool required) {
+  auto it = o.find(key);
+  if (it == o.end() || it->value().is_null()) {
+    if (required) {
+      reject("missing_field", std::string(key) + " is required");
+    }
+    return {};
+  }
+  if (!it->value().is_string()) {
+    reject("invalid_field", std::string(key) + " must be a string");
+  }
+  std::string_view v = it->value().get_string();
+  if (v.size() > max || (required && v.empty())) {
+    reject("invalid_field", std::string(key) + " must have 1 to " + std::to_string(max) +
+                                " characters");
+  }
+  for (char c : v) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      reject("invalid_field", std::string(key) + " must not contain control characters");
+    }
+  }
+  return std::string(v);
+}
+
+std::optional<std::int64_t> amount_field(const json::object& o) {
+  auto it = o.find("amount_minor");
+  if (it == o.end() || it->value().is_null()) {
+    return std::nullopt;
+  }
+  const json::value& v = it->value();
+  if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= 1'000'000'000'000'000) {
+    return v.get_int64();
+  }
+  if (v.is_uint64() && v.get_uint64() <= 1'000'000'000'000'000) {
+    return static_cast<std::int64_t>(v.get_uint64());
+  }
+  if (v.is_string()) {  // postback parameters arrive as text
+    std::int64_t n = 0;
+    std::string_view s = v.get_string();
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec == std::errc() && p == s.data() + s.size() && n >= 0 && n <= 1'000'000'000'000'000) {
+      return n;
+    }
+  }
+  reject("invalid_amount", "amount_minor must be a non-negative integer of minor units");
+}
+
+std::string event_key(std::string_view program, std::string_view event_id) {
+  std::string k = "e/";
+  k.append(program).push_back('\0');
+  k.append(event_id);
+  return k;
+}
+
+std::string event_index_key(std::string_view event_id, std::string_view program) {
+  std::string k = "x/";
+  k.append(event_id).push_back('\0');
+  k.append(program);
+  return k;
+}
+
+std::string binding_key(std::string_view program, std::string_view customer) {
+  std::string k = "b/";
+  k.append(program).push_back('\0');
+  k.append(customer);
+  return k;
+}
+
+// The fields of the stored document that form the API answer.
+json::object answer_of(const json::object& doc) {
+  json::object a;
+  for (const char* k : {"event_id", "program", "type", "attributed", "referrer_id", "link_code",
+                        "click_id", "match", "self_referral", "customer_id", "amount_minor",
+                        "currency", "occurred_at", "refund_of", "rewards"}) {
+    if (auto it = doc.find(k); it != doc.end()) {
+      a[k] = it->value();
+    }
+  }
+  return a;
+}
+
+json::value candidate_json(const Candidate& c, bool winner) {
+  return json::object{{"click_id", c.id.to_string()},
+                      {"ts", format_rfc3339(c.ts_ms)},
+                      {"referrer_id", c.referrer_id},
+                      {"link_code", c.code},
+                      {"reason", c.reason == ClickReason::kHuman ? "" : reason_name(c.reason)},
+                      {"eligible", c.reason == ClickReason::kHuman},
+                      {"winner", winner}};
+}
+
+}  // namespace
+
+std::string stats_prefix(std::string_view program, std::string_view referrer_id) {
+  std::string k(program);
+  k.push_back('\0');
+  k.append(referrer_id).push_back('\0');
+  return k;
+}
+
+// The documents a batch has written so far, seen by the later requests of the batch.
+struct ConversionService::Batch {
+  store::Store::DocBatch writes;
+  std::map<std::string, std::string> overlay;
+
+  std::optional<std::string> get(const store::Store& store, const std::string& key) {
+    if (auto it = overlay.find(key); it != overlay.end()) {
+      return it->second;
+    }
+    auto r = store.get_doc(key);
+    if (!r) {
+      reject("storage", "storage could not be read", 503);
+    }
+    return *r;
+  }
+
+  void put(std::string key, std::string value) {
+    overlay[key] = value;
+    writes.puts.emplace_back(std::move(key), std::move(value));
+  }
+
+  void add_stats(std::string_view program, std::string_view referrer, std::uint64_t at_ms,
+                 int index, std::int64_t amount) {
+    std::vector<std::int64_t> v(kStatCount, 0);
+    v[index] = amount;
+    std::string key = stats_prefix(program, referrer);
+    std::uint32_t bucket = store::bucket_of(at_ms);
+    for (int i = 3; i >= 0; --i) {
+      key.push_back(static_cast<char>((bucket >> (8 * i)) & 0xff));
+    }
+    writes.stat_adds.emplace_back(std::move(key), std::move(v));
+  }
+};
+
+ConversionService::ConversionService(store::Store& store,
+                                     const links::Catalog& catalog,
+                                     ConversionOptions options)
+    : store_(store), catalog_(catalog), options_(options) {}
+
+std::vector<ConversionReply> ConversionService::process(std::vector<ConversionRequest>& batch) {
+  Batch b;
+  std::vector<ConversionReply> replies;
+  replies.reserve(batch.size());
+  for (auto& req : batch) {
+    replies.push_back(handle(b, req));
+  }
+  if (!b.writes.puts.empty() || !b.writes.stat_adds.empty()) {
+    if (store_.write(b.writes, options_.sync)) {
+      for (auto& r : replies) {
+        if (r.status == 201 || r.status == 200) {
+          r = error_body(503, "storage_unavailable", "the conversion could not be stored");
+        }
+      }
+    }
+  }
+  return replies;
+}
+
+namespace {
+
+std::string rule_text(Model m, std::uint32_t window_days) {
+  std::string which = m == Model::kLastClick ? "latest" : "earliest";
+  return std::string(model_name(m)) + ": the " + which +
+         " human click of this visitor on this program within " + std::to_string(window_days) +
+         " days before the conversion (both ends inclusive, ties broken by click id); "
+         "bot, preview, prefetch, HEAD and velocity clicks never win";
+}
+
+}  // namespace
+
+// Fills the attribution fields of doc: the named click's visitor, then the customer's binding,
+// then (where the program allows it) the browser's visitor hash.
+void ConversionService::attribute(Batch& b,
+                                  const links::ProgramView& program,
+                                  const ConversionRequest& req,
+                                  std::uint64_t at,
+                                  json::object& doc) {
+  auto model = parse_model(program.model).value_or(Model::kLastClick);
+  std::string customer = json::value_to<std::string>(doc["customer_id"]);
+  json::object explain{{"model", model_name(model)}, {"window_days", program.window_days}};
+  json::array candidates;
+  std::optional<Candidate> winner;
+  std::string rule = "none";
+
+  std::string click_text = text_field(req.body, "click_id", 64, false);
+  if (!click_text.empty()) {
+    auto id = ClickId::parse(click_text);
+    if (!id) {
+      reject("invalid_click_id", "click_id is not a click id issued by earnd");
+    }
+    auto click = store_.get_click(*id);
+    if (!click) {
+      reject("storage", "storage could not be read", 503);
+    }
+    if (!*click || (*click)->program != program.id) {
+      reject("unknown_click", "no click with this click_id in this program");
+    }
+    const ClickRecord& c = **click;
+    std::uint64_t when = c.ts_ms > at && c.ts_ms - at <= options_.max_future_skew_ms ? c.ts_ms : at;
+    std::vector<Candidate> all;
+    auto m = match(store_, {.visitor_hash = c.visitor_hash,
+                            .at_ms = when,
+                            .window_ms = std::uint64_t{program.window_days} * 86'400'000,
+                            .model = model,
+                            .program = program.id},
+                   &all);
+    if (!m) {
+      reject("storage", "storage could not be read", 503);
+    }
+    winner = *m;
+    for (const auto& cand : all) {
+      candidates.push_back(candidate_json(cand, winner && cand.id == winner->id));
+    }
+    explain["named_click"] = json::object{{"click_id", click_text},
+                                          {"ts", format_rfc3339(c.ts_ms)},
+                                          {"reason", reason_name(c.reason)}};
+    if (winner) {
+      rule = "click_id";
+      explain["rule"] = rule_text(model, program.window_days);
+    }
+  }
+
+  if (!winner && !customer.empty()) {
+    if (auto bound = b.get(store_, binding_key(program.id, customer))) {
+      json::object bd = json::parse(*bound).as_object();
+      auto bound_at = static_cast<std::uint64_t>(bd["bound_at_ms"].to_number<std::int64_t>());
+      if (at >= bound_at && at - bound_at <= program.binding_ms) {
+        winner = Candidate{bound_at, {}, ClickReason::kHuman, program.id,
+                           json::value_to<std::string>(bd["referrer_id"]),
+                           json::value_to<std::string>(bd["link_code"])};
+        rule = "customer_binding";
+        doc["click_id"] = bd["click_id"];
+        explain["rule"] = "customer_binding: customer " + customer + " was bound to referrer " +
+                          winner->referrer_id + " by conversion " +
+                          json::value_to<std::string>(bd["event_id"]) +
+                          " and the binding lasts " +
+                          std::to_string(program.binding_ms / 86'400'000) + " days";
+      }
+    }
+  }
+
+  if (!winner && program.probabilistic_ms > 0 && req.visitor_hash) {
+    std::vector<Candidate> all;
+    auto m = match(store_, {.visitor_hash = *req.visitor_hash,
+                            .at_ms = at,
+                            .window_ms = program.probabilistic_ms,
+                            .model = model,
+                            .program = program.id},
+                   &all);
+    if (m && *m) {
+      winner = *m;
+      rule = "probabilistic";
+      for (const auto& cand : all) {
+        candidates.push_back(candidate_json(cand, cand.id == winner->id));
+      }
+      explain["rule"] = "probabilistic: the same network address and browser clicked within " +
+                        std::to_string(program.probabilistic_ms / 3'600'000) +
+                        " hours; ranked below every deterministic match";
+    }
+  }
+
+  explain["candidates"] = std::move(candidates);
+  doc["attributed"] = winner.has_value();
+  doc["match"] = rule;
+  doc["self_referral"] = false;
+  if (!winner) {
+    doc["referrer_id"] = nullptr;
+    doc["link_code"] = nullptr;
+    if (!doc.contains("click_id")) {
+      doc["click_id"] = nullptr;
+    }
+    explain["rule"] = "none: no eligible click in the window and no bound customer";
+    doc["explain"] = std::move(explain);
+    return;
+  }
+  doc["referrer_id"] = winner->referrer_id;
+  doc["link_code"] = winner->code;
+  if (rule != "customer_binding") {
+    doc["click_id"] = winner->id.to_string();
+  }
+
+  // Self-referral: recorded and flagged, never rewarded, never binding.
+  auto referrer = catalog_.referrer(winner->referrer_id);
+  bool self = referrer && !customer.empty() && referrer->external_id == customer;
+  doc["self_referral"] = self;
+  std::string binding = "none";
+  if (!self && !customer.empty() && rule != "customer_binding") {
+    std::string key = binding_key(program.id, customer);
+    auto existing = b.get(store_, key);
+    bool expired = true;
+    if (existing) {
+      json::object bd = json::parse(*existing).as_object();
+      auto bound_at = static_cast<std::uint64_t>(bd["bound_at_ms"].to_number<std::int64_t>());
+      expired = at > bound_at && at - bound_at > program.binding_ms;
+    }
+    if (!existing || expired) {
+      b.put(key, json::serialize(json::object{{"referrer_id", winner->referrer_id},
+                                              {"link_code", winner->code},
+                                              {"click_id", doc["click_id"]},
+                                              {"event_id", doc["event_id"]},
+                                              {"bound_at_ms", at}}));
+      binding = "created";
+    } else {
+      binding = "existing";
+    }
+  }
+  explain["binding"] = binding;
+  if (self) {
+    explain["self_referral"] = "the customer id equals the referrer's own external id";
+  }
+  doc["explain"] = std::move(explain);
+}
+
+ConversionReply ConversionService::refund(Batch& b,
+                                          const ConversionRequest& req,
+                                          std::uint64_t at,
+                                          json::object& doc) {
+  std::string refund_of = text_field(req.body, "refund_of", 128, true);
+  std::string orig_key = event_key(req.program, refund_of);
+  auto orig_text = b.get(store_, orig_key);
+  if (!orig_text) {
+    reject("unknown_refund_of", "refund_of names no conversion of this program");
+  }
+  json::object orig = json::parse(*orig_text).as_object();
+  if (orig["type"] != "sale") {
+    reject("invalid_refund_of", "only a sale can be refunded");
+  }
+  std::int64_t sold = orig["amount_minor"].to_number<std::int64_t>();
+  std::int64_t refunded = orig.contains("refunded_minor") ? orig["refunded_minor"].to_number<std::int64_t>() : 0;
+  std::int64_t amount = doc["amount_minor"].is_null() ? sold - refunded : doc["amount_minor"].to_number<std::int64_t>();
+  if (amount <= 0 || amount > sold - refunded) {
+    reject("refund_exceeds_sale", "the refund is larger than what remains of the sale (" +
+                                      std::to_string(sold - refunded) + ")");
+  }
+  doc["amount_minor"] = amount;
+  doc["refund_of"] = refund_of;
+  for (const char* k : {"attributed", "referrer_id", "link_code", "click_id", "self_referral"}) {
+    doc[k] = orig[k];
+  }
+  doc["match"] = "refund_of";
+  doc["explain"] = json::object{{"rule", "refund_of: a refund follows the sale " + refund_of}};
+  orig["refunded_minor"] = refunded + amount;
+  b.put(orig_key, json::serialize(orig));
+  std::string referrer = orig["referrer_id"].is_string() ? json::value_to<std::string>(orig["referrer_id"]) : "";
+  b.add_stats(req.program, referrer, at, kStatRefunds, 1);
+  b.add_stats(req.program, referrer, at, kStatRefundedMinor, amount);
+  return store_doc(b, req, doc);
+}
+
+ConversionReply ConversionService::store_doc(Batch& b, const ConversionRequest& req, json::object& doc) {
+  std::string event_id = json::value_to<std::string>(doc["event_id"]);
+  b.put(event_key(req.program, event_id), json::serialize(doc));
+  b.put(event_index_key(event_id, req.program), "");
+  json::object a = answer_of(doc);
+  a["duplicate"] = false;
+  return {201, json::serialize(a)};
+}
+
+ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& req) {
+  const json::object& in = req.body;
+  std::string event_id = text_field(in, "event_id", 128, true);
+  if (auto existing = b.get(store_, event_key(req.program, event_id))) {
+    json::object a = answer_of(json::parse(*existing).as_object());
+    a["duplicate"] = true;
+    return {200, json::serialize(a)};
+  }
+  auto snap = catalog_.snapshot();
+  const links::ProgramView* program = snap->program(req.program);
+  if (program == nullptr) {
+    reject("unknown_program", "the key's program no longer exists", 404);
+  }
+  std::string type = text_field(in, "type", 16, true);
+  if (type != "signup" && type != "sale" && type != "refund") {
+    reject("invalid_type", "type must be signup, sale or refund");
+  }
+  if (req.publishable && type != "signup") {
+    reject("forbidden_type", "a publishable key may only report signups", 403);
+  }
+  auto amount = amount_field(in);
+  std::string currency = text_field(in, "currency", 3, false);
+  if (amount && *amount > 0 && currency.empty()) {
+    reject("missing_currency", "amount_minor needs a currency");
+  }
+  if (!currency.empty() && currency != program->currency) {
+    reject("currency_mismatch", "the program's currency is " + program->currency);
+  }
+  if (type == "sale" && !amount) {
+    reject("missing_field", "a sale needs amount_minor");
+  }
+  std::uint64_t now = now_ms();
+  std::uint64_t at = now;
+  if (std::string t = text_field(in, "occurred_at", 40, false); !t.empty()) {
+    auto parsed = parse_rfc3339_ms(t);
+    if (!parsed) {
+      reject("invalid_time", "occurred_at must be an RFC 3339 time such as 2026-12-01T10:00:00Z");
+    }
+    if (*parsed > now + options_.max_future_skew_ms) {
+      reject("time_in_future", "occurred_at is in the future");
+    }
+    at = *parsed;
+  }
+
+  json::object doc{{"event_id", event_id},
+                   {"program", req.program},
+                   {"type", type},
+                   {"customer_id", text_field(in, "customer_id", 128, false)},
+                   {"amount_minor", amount ? json::value(*amount) : json::value(nullptr)},
+                   {"currency", program->currency},
+                   {"occurred_at", format_rfc3339(at)},
+                   {"received_at", format_rfc3339(now)},
+                   {"rewards", json::array()}};
+  if (type == "refund") {
+    return refund(b, req, at, doc);
+  }
+  if (!amount) {
+    doc["amount_minor"] = 0;
+  }
+  attribute(b, *program, req, at, doc);
+  std::string referrer = doc["referrer_id"].is_string() ? json::value_to<std::string>(doc["referrer_id"]) : "";
+  b.add_stats(req.program, referrer, at, type == "sale" ? kStatSales : kStatSignups, 1);
+  if (type == "sale") {
+    b.add_stats(req.program, referrer, at, kStatRevenueMinor, *amount);
+  }
+  return store_doc(b, req, doc);
+}
+
+ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
+  try {
+    return handle_checked(b, req);
+  } catch (const Reject& r) {
+    return error_body(r.status, r.code, r.message);
+  }
+}
+
+ConversionReply ConversionService::explain(std::string_view event_id, std::string_view program) const {
+  std::string chosen(program);
+  if (chosen.empty()) {
+    std::vector<std::string> programs;
+    std::string prefix = event_index_key(event_id, "");
+    store_.scan_docs(prefix, [&](std::string_view key, std::string_view) {
+      programs.emplace_back(key.substr(prefix.size()));
+      return programs.size() < 2;
+    });
+    if (programs.empty()) {
+      return error_body(404, "not_found", "no conversion with this event_id");
+    }
+    if (programs.size() > 1) {
+      return error_body(409, "ambiguous", "several programs hold this event_id: add ?program=");
+    }
+    chosen = programs[0];
+  }
+  auto doc = store_.get_doc(event_key(chosen, event_id));
+  if (!doc) {
+    return error_body(503, "storage", "storage could not be read");
+  }
+  if (!*doc) {
+    return error_body(404, "not_found", "no conversion with this event_id in this program");
+  }
+  json::object d = json::parse(**doc).as_object();
+  json::object out = answer_of(d);
+  if (auto it = d.find("explain"); it != d.end()) {
+    for (const auto& [k, v] : it->value().as_object()) {
+      out[k] = v;
+    }
+  }
+  out["followed"] = json::object{{"rewards", d["rewards"]},
+                                 {"refunded_minor", d.contains("refunded_minor") ? d["refunded_minor"] : json::value(0)}};
+  return {200, json::serialize(out)};
+}
+
+}  // namespace earnd::attribution

@@ -1,0 +1,154 @@
+#include "conversion_routes.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+#include <boost/url/parse.hpp>
+
+#include "earnd/links/catalog.h"
+
+namespace json = boost::json;
+namespace bhttp = boost::beast::http;
+
+namespace earnd::http {
+namespace {
+
+constexpr std::size_t kMaxBatch = 1024;
+
+std::string_view bearer(const Request& req) {
+  auto it = req.find(bhttp::field::authorization);
+  if (it == req.end()) {
+    return {};
+  }
+  std::string_view v = it->value();
+  return v.starts_with("Bearer ") ? v.substr(7) : std::string_view();
+}
+
+Reply unauthorized() {
+  Reply r = json_error(401, "unauthorized", "send the program key as Authorization: Bearer <key>");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
+// GET /postback?key=…&event_id=…: the query parameters become the body's fields.
+std::variant<Reply, attribution::ConversionRequest> read_postback(const RedirectEnv& env,
+                                                                  const Request& req) {
+  auto u = boost::urls::parse_origin_form(req.target());
+  if (!u) {
+    return json_error(400, "invalid_target", "the postback URL is not valid");
+  }
+  attribution::ConversionRequest out;
+  std::string key;
+  for (auto p : u->params()) {
+    if (p.key == "key") {
+      key = p.value;
+    } else if (!p.key.empty() && p.has_value) {
+      out.body[p.key] = p.value;
+    }
+  }
+  auto program = key.empty() ? std::nullopt : env.services.catalog.program_for_key(key);
+  if (!program) {
+    return unauthorized();
+  }
+  out.program = *program;
+  return out;
+}
+
+}  // namespace
+
+bool is_conversion_target(std::string_view target) noexcept {
+  std::string_view path = target.substr(0, target.find('?'));
+  return path == "/v1/conversions" || path == "/postback";
+}
+
+std::variant<Reply, attribution::ConversionRequest> read_conversion(const RedirectEnv& env,
+                                                                    const Request& req,
+                                                                    const boost::asio::ip::address& peer) {
+  std::string_view target = req.target();
+  if (target.starts_with("/postback")) {
+    if (req.method() != bhttp::verb::get) {
+      return json_error(405, "method_not_allowed", "use GET for postbacks");
+    }
+    return read_postback(env, req);
+  }
+  if (req.method() != bhttp::verb::post) {
+    return json_error(405, "method_not_allowed", "use POST for conversions");
+  }
+
+  ErrorCode ec;
+  json::parse_options opt;
+  opt.max_depth = 16;
+  json::value v = json::parse(req.body(), ec, {}, opt);
+  if (ec || !v.is_object()) {
+    return json_error(400, "invalid_json", "the body must be a JSON object");
+  }
+  attribution::ConversionRequest out;
+  out.body = std::move(v.as_object());
+
+  // The secret program key (server to server), or the publishable key that earnd.js sends in
+  // the body so that the browser's request needs no CORS preflight.
+  if (std::string_view key = bearer(req); !key.empty()) {
+    auto program = env.services.catalog.program_for_key(key);
+    if (!program) {
+      return unauthorized();
+    }
+    out.program = *program;
+    return out;
+  }
+  auto it = out.body.find("publishable_key");
+  if (it == out.body.end() || !it->value().is_string()) {
+    return unauthorized();
+  }
+  auto program = env.services.catalog.program_for_publishable_key(it->value().get_string());
+  if (!program) {
+    return unauthorized();
+  }
+  out.program = *program;
+  out.publishable = true;
+  out.visitor_hash = visitor_hash(env, req, peer);
+  out.body.erase("publishable_key");
+  return out;
+}
+
+ConversionQueue::ConversionQueue(attribution::ConversionService& service)
+    : service_(service), guard_(boost::asio::make_work_guard(ioc_)) {
+  thread_ = std::thread([this] { ioc_.run(); });
+}
+
+ConversionQueue::~ConversionQueue() { stop(); }
+
+void ConversionQueue::submit(attribution::ConversionRequest request, Done done) {
+  boost::asio::post(ioc_, [this, r = std::move(request), d = std::move(done)]() mutable {
+    pending_.push_back({std::move(r), std::move(d)});
+    if (!scheduled_) {
+      scheduled_ = true;
+      // Runs after every handler already queued, so it takes all that arrived together.
+      boost::asio::post(ioc_, [this] { flush(); });
+    }
+  });
+}
+
+void ConversionQueue::flush() {
+  scheduled_ = false;
+  while (!pending_.empty()) {
+    std::size_t n = std::min(pending_.size(), kMaxBatch);
+    std::vector<attribution::ConversionRequest> batch;
+    batch.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      batch.push_back(std::move(pending_[i].request));
+    }
+    auto replies = service_.process(batch);
+    for (std::size_t i = 0; i < n; ++i) {
+      pending_[i].done(std::move(replies[i]));
+    }
+    pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+}
+
+void ConversionQueue::stop() {
+  guard_.reset();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+}  // namespace earnd::http

@@ -1,0 +1,62 @@
+#pragma once
+
+// The public conversion routes (POST /v1/conversions, GET /postback) up to the point where the
+// request is handed to the conversion thread, and the queue that batches them there.
+
+#include <functional>
+#include <memory>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include "earnd/attribution/conversions.h"
+#include "handlers.h"
+#include "redirect.h"
+
+namespace earnd::http {
+
+// True for the paths handled here.
+bool is_conversion_target(std::string_view target) noexcept;
+
+// Authenticates (program key, postback key or publishable key) and parses the request into a
+// ConversionRequest, or returns the error reply to send. Runs on the I/O thread; the key checks
+// take the catalog's admin mutex briefly, never the redirect path's.
+std::variant<Reply, attribution::ConversionRequest> read_conversion(const RedirectEnv& env,
+                                                                    const Request& req,
+                                                                    const boost::asio::ip::address& peer);
+
+// The conversion thread: requests posted from any I/O thread are processed in batches of what
+// arrived together, one synced write per batch. Replies are handed to each request's callback on
+// the conversion thread.
+class ConversionQueue {
+ public:
+  using Done = std::function<void(attribution::ConversionReply)>;
+
+  explicit ConversionQueue(attribution::ConversionService& service);
+  ~ConversionQueue();
+
+  // Thread-safe.
+  void submit(attribution::ConversionRequest request, Done done);
+
+  // Processes what was submitted, then stops the thread. Call once no thread submits any more.
+  void stop();
+
+ private:
+  struct Item {
+    attribution::ConversionRequest request;
+    Done done;
+  };
+  void flush();
+
+  attribution::ConversionService& service_;
+  boost::asio::io_context ioc_{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::vector<Item> pending_;  // touched on the conversion thread only
+  bool scheduled_ = false;     // touched on the conversion thread only
+  std::thread thread_;
+};
+
+}  // namespace earnd::http

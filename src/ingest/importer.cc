@@ -1,0 +1,472 @@
+#include "earnd/ingest/importer.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
+
+#include "earnd/common/click.h"
+#include "earnd/ingest/pipeline.h"
+#include "earnd/ingest/sink.h"
+#include "earnd/links/catalog.h"
+#include "earnd/metrics/metrics.h"
+#include "earnd/store/store.h"
+
+namespace json = boost::json;
+
+namespace earnd::ingest {
+namespace {
+
+constexpr std::string_view kClicksHeader = "click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot";
+constexpr std::string_view kConversionsHeader = "conv_id,ts_ms,visitor_id,amount_cents,kind";
+constexpr std::size_t kReadBufferBytes = 4 << 20;
+constexpr std::size_t kMaxIdLength = 128;
+constexpr std::size_t kDocBatch = 8192;
+
+// Reads a file line by line through one large buffer; a line is valid until the next call.
+class LineReader {
+ public:
+  explicit LineReader(const std::string& path)
+      : path_(path), file_(std::fopen(path.c_str(), "rb"), &std::fclose), buf_(kReadBufferBytes) {
+    if (!file_) {
+      throw ImportError("cannot open " + path + ": " + std::strerror(errno));
+    }
+  }
+
+  // The next line without its line end (LF or CRLF); false at the end of the file.
+  bool next(std::string_view& line) {
+    while (true) {
+      const char* start = buf_.data() + begin_;
+      if (const void* nl = std::memchr(start, '\n', end_ - begin_)) {
+        std::size_t n = static_cast<const char*>(nl) - start;
+        line = trim_cr({start, n});
+        begin_ += n + 1;
+        ++line_;
+        return true;
+      }
+      if (eof_) {
+        if (begin_ == end_) {
+          return false;
+        }
+        line = trim_cr({start, end_ - begin_});
+        begin_ = end_;
+        ++line_;
+        return true;
+      }
+      refill();
+    }
+  }
+
+  std::uint64_t line_number() const noexcept { return line_; }
+
+  [[noreturn]] void fail(std::string_view what) const {
+    throw ImportError(path_ + ":" + std::to_string(line_) + ": " + std::string(what));
+  }
+
+ private:
+  static std::string_view trim_cr(std::string_view s) {
+    return !s.empty() && s.back() == '\r' ? s.substr(0, s.size() - 1) : s;
+  }
+
+  // Moves the partial line to the front and reads more after it.
+  void refill() {
+    std::size_t rest = end_ - begin_;
+    if (rest == buf_.size()) {
+      throw ImportError(path_ + ":" + std::to_string(line_ + 1) + ": line too long");
+    }
+    std::memmove(buf_.data(), buf_.data() + begin_, rest);
+    begin_ = 0;
+    end_ = rest;
+    std::size_t got = std::fread(buf_.data() + end_, 1, buf_.size() - end_, file_.get());
+    if (got == 0) {
+      if (std::ferror(file_.get())) {
+        throw ImportError("cannot read " + path_ + ": " + std::strerror(errno));
+      }
+      eof_ = true;
+    }
+    end_ += got;
+  }
+
+  std::string path_;
+  std::unique_ptr<std::FILE, decltype(&std::fclose)> file_;
+  std::vector<char> buf_;
+  std::size_t begin_ = 0;
+  std::size_t end_ = 0;
+  std::uint64_t line_ = 0;
+  bool eof_ = false;
+};
+
+// Splits a line into exactly N comma-separated fields (the formats need no quoting).
+template <std::size_t N>
+bool split(std::string_view line, std::array<std::string_view, N>& out) {
+  for (std::size_t i = 0; i < N; ++i) {
+    std::size_t comma = line.find(',');
+    if ((comma == std::string_view::npos) != (i == N - 1)) {
+      return false;
+    }
+    out[i] = line.substr(0, comma);
+    line.remove_prefix(comma == std::string_view::npos ? line.size() : comma + 1);
+  }
+  return true;
+}
+
+bool parse_u64(std::string_view s, std::uint64_t& out, int base = 10) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
+  return !s.empty() && ec == std::errc() && end == s.data() + s.size();
+}
+
+void expect_header(LineReader& in, std::string_view header) {
+  std::string_view line;
+  if (!in.next(line)) {
+    in.fail("empty file, expected the header " + std::string(header));
+  }
+  if (line.starts_with("\xEF\xBB\xBF")) {
+    line.remove_prefix(3);
+  }
+  if (line != header) {
+    in.fail("expected the header " + std::string(header));
+  }
+}
+
+bool valid_id(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxIdLength;
+}
+
+struct ClickRow {
+  std::uint64_t source_id = 0;
+  std::uint64_t ts_ms = 0;
+  std::string_view code;
+  std::string_view referrer;
+  std::string_view visitor;
+  bool bot = false;
+};
+
+// Parses one clicks row; reports a malformed one through in.fail().
+ClickRow parse_click_row(const LineReader& in, std::string_view line) {
+  std::array<std::string_view, 6> f;
+  if (!split(line, f)) {
+    in.fail("expected 6 fields");
+  }
+  ClickRow r;
+  if (f[0].size() > 16 || !parse_u64(f[0], r.source_id, 16)) {
+    in.fail("click_id must be up to 16 hex digits");
+  }
+  if (!parse_u64(f[1], r.ts_ms) || r.ts_ms >= (1ULL << 48)) {
+    in.fail("ts_ms must be Unix milliseconds");
+  }
+  if (!links::is_valid_code(f[2])) {
+    in.fail("link_code must match [A-Za-z0-9_-]{3,32}");
+  }
+  if (!valid_id(f[3]) || !valid_id(f[4])) {
+    in.fail("referrer_id and visitor_id must be 1 to 128 characters");
+  }
+  if (f[5] != "0" && f[5] != "1") {
+    in.fail("is_bot must be 0 or 1");
+  }
+  r.code = f[2];
+  r.referrer = f[3];
+  r.visitor = f[4];
+  r.bot = f[5] == "1";
+  return r;
+}
+
+bool valid_conv_id(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Makes the program when it does not exist; true when it was created.
+bool ensure_program(links::Catalog& catalog, const std::string& id) {
+  if (catalog.get_program(id).status == 200) {
+    return false;
+  }
+  json::object body;
+  body["id"] = id;
+  body["name"] = id;
+  body["currency"] = "USD";
+  body["destination"] = "https://example.com/";
+  body["allowed_hosts"] = json::array{"example.com"};
+  links::AdminReply reply = catalog.create_program(body);
+  if (reply.status != 201) {
+    throw ImportError("cannot create program " + id + ": " + json::serialize(reply.body));
+  }
+  return true;
+}
+
+// Forwards to the store's sink and counts what the writer decided, to report it and to notice
+// a failed write (the pipeline drops a batch that fails; an import must not).
+class CountingSink final : public ClickSink {
+ public:
+  explicit CountingSink(store::Store& store) : inner_(store) {}
+
+  ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
+    ErrorCode ec = inner_.write(clicks, sync);
+    if (ec) {
+      failed += clicks.size();
+      first_error = first_error ? first_error : ec;
+      return ec;
+    }
+    stored += clicks.size();
+    for (const ClickRecord& c : clicks) {
+      unique += c.unique ? 1 : 0;
+      velocity += c.reason == ClickReason::kVelocity ? 1 : 0;
+    }
+    return ec;
+  }
+
+  ErrorCode sync() override { return inner_.sync(); }
+
+  std::size_t last_write_bytes() const noexcept override { return inner_.last_write_bytes(); }
+
+  // Written by the writer thread only; read after Pipeline::stop() has joined it.
+  std::uint64_t stored = 0;
+  std::uint64_t failed = 0;
+  std::uint64_t unique = 0;
+  std::uint64_t velocity = 0;
+  ErrorCode first_error;
+
+ private:
+  StoreSink inner_;
+};
+
+// Pass 1: checks every row and creates the link codes the catalog does not know, in one batch.
+void create_missing_links(const std::string& path,
+                          links::Catalog& catalog,
+                          const std::string& program,
+                          ClickImportStats& stats) {
+  LineReader in(path);
+  expect_header(in, kClicksHeader);
+  auto snapshot = catalog.snapshot();
+  boost::unordered_flat_set<std::string> seen;
+  std::vector<links::LinkSpec> missing;
+  std::string key;
+  std::string_view line;
+  while (in.next(line)) {
+    ClickRow r = parse_click_row(in, line);
+    key.assign(r.code);
+    std::transform(key.begin(), key.end(), key.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (!seen.insert(key).second || snapshot->find(key) != nullptr) {
+      continue;
+    }
+    missing.push_back({std::string(r.code), std::string(r.referrer)});
+  }
+  if (missing.empty()) {
+    return;
+  }
+  auto created = catalog.ensure_links(program, missing);
+  if (!created) {
+    throw ImportError("cannot create links: " + created.error().message());
+  }
+  stats.referrers_created = created->referrers_created;
+  stats.links_created = created->links_created;
+}
+
+// Hands a click to the writer, waiting while the lane's queue is full; never drops it.
+void submit(Pipeline& pipeline, const PendingClick& click) {
+  int tries = 0;
+  while (!pipeline.try_submit(0, click)) {
+    if (++tries < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+}
+
+// Pass 2: every row through the pipeline, as the redirect path builds its click.
+void write_clicks(const std::string& path,
+                  const links::Snapshot& snapshot,
+                  const KeyedHasher& hasher,
+                  Pipeline& pipeline,
+                  ClickImportStats& stats) {
+  LineReader in(path);
+  expect_header(in, kClicksHeader);
+  PendingClick p;
+  std::string_view line;
+  while (in.next(line)) {
+    ClickRow r = parse_click_row(in, line);
+    const links::LinkView* link = snapshot.find(r.code);
+    if (link == nullptr) {
+      in.fail("link_code is unknown after creating the missing links (the file changed?)");
+    }
+    ClickRecord& c = p.record;
+    c.ts_ms = r.ts_ms;
+    c.visitor_hash = import_visitor_hash(hasher, r.visitor);
+    c.id = import_click_id(r.ts_ms, c.visitor_hash, r.source_id);
+    c.program = link->program->id;
+    c.referrer_id = link->referrer_id;
+    c.code = link->code;
+    c.reason = r.bot ? ClickReason::kBotUa : ClickReason::kHuman;
+    c.unique = true;  // the writer decides
+    p.dedupe_ms = link->program->dedupe_ms;
+    submit(pipeline, p);
+    ++stats.clicks;
+    stats.bots += r.bot ? 1 : 0;
+  }
+}
+
+}  // namespace
+
+std::uint64_t import_visitor_hash(const KeyedHasher& hasher, std::string_view visitor_id) noexcept {
+  return hasher.hash("v", visitor_id);
+}
+
+ClickId import_click_id(std::uint64_t ts_ms,
+                        std::uint64_t visitor_hash,
+                        std::uint64_t source_id) noexcept {
+  ClickId id;
+  for (int i = 0; i < 6; ++i) {
+    id.bytes[i] = static_cast<std::uint8_t>(ts_ms >> (8 * (5 - i)));
+  }
+  id.bytes[6] = static_cast<std::uint8_t>(visitor_hash % kDefaultShardCount);
+  id.bytes[7] = 0;
+  for (int i = 0; i < 8; ++i) {
+    id.bytes[8 + i] = static_cast<std::uint8_t>(source_id >> (8 * (7 - i)));
+  }
+  return id;
+}
+
+ClickImportStats import_clicks(store::Store& store,
+                               const std::string& path,
+                               const ImportOptions& options) {
+  auto start = std::chrono::steady_clock::now();
+  ClickImportStats stats;
+  links::Catalog catalog(store, "");
+  KeyedHasher hasher(store.load_or_create_secret(kVisitorSecretName));
+  stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
+  create_missing_links(path, catalog, options.program, stats);
+
+  // The server's writer, with the WAL off: the flush below makes the import durable.
+  metrics::Metrics metrics;
+  CountingSink sink(store);
+  store.set_bulk_load(true);
+  {
+    Pipeline pipeline({.sync_each_batch = false,
+                       .max_batch = options.max_batch,
+                       .queue_capacity = options.queue_capacity,
+                       .flush_interval_ms = 1000,
+                       .velocity_limit = options.velocity_limit,
+                       .velocity_window_ms = options.velocity_window_ms,
+                       .dedupe_capacity = options.dedupe_capacity},
+                      sink, metrics, 1);
+    pipeline.set_waker(0, [] {});
+    pipeline.start();
+    try {
+      write_clicks(path, *catalog.snapshot(), hasher, pipeline, stats);
+    } catch (...) {
+      pipeline.stop();
+      store.set_bulk_load(false);
+      (void)store.flush();
+      throw;
+    }
+    pipeline.stop();
+  }
+  store.set_bulk_load(false);
+  ErrorCode flushed = store.flush();
+
+  if (sink.failed != 0 || sink.stored != stats.clicks) {
+    throw ImportError("storing clicks failed for " + std::to_string(stats.clicks - sink.stored) +
+                      " of " + std::to_string(stats.clicks) + ": " + sink.first_error.message());
+  }
+  if (flushed) {
+    throw ImportError("flushing the store failed: " + flushed.message());
+  }
+  stats.unique = sink.unique;
+  stats.velocity = sink.velocity;
+  stats.seconds = seconds_since(start);
+  return stats;
+}
+
+void read_conversions_csv(const std::string& path,
+                          const std::function<void(const ConversionRow&)>& fn) {
+  LineReader in(path);
+  expect_header(in, kConversionsHeader);
+  std::string_view line;
+  std::array<std::string_view, 5> f;
+  while (in.next(line)) {
+    if (!split(line, f)) {
+      in.fail("expected 5 fields");
+    }
+    ConversionRow r;
+    r.line = in.line_number();
+    if (!valid_conv_id(f[0])) {
+      in.fail("conv_id must match [A-Za-z0-9_-]{1,64}");
+    }
+    if (!parse_u64(f[1], r.ts_ms) || r.ts_ms >= (1ULL << 48)) {
+      in.fail("ts_ms must be Unix milliseconds");
+    }
+    if (!valid_id(f[2])) {
+      in.fail("visitor_id must be 1 to 128 characters");
+    }
+    if (!parse_u64(f[3], r.amount_cents)) {
+      in.fail("amount_cents must be a non-negative integer");
+    }
+    if (f[4] != "sale" && f[4] != "signup") {
+      in.fail("kind must be sale or signup");
+    }
+    r.conv_id = f[0];
+    r.visitor_id = f[2];
+    r.kind = f[4];
+    fn(r);
+  }
+}
+
+ConversionImportStats import_conversions(store::Store& store,
+                                         const std::string& path,
+                                         const ImportOptions& options) {
+  auto start = std::chrono::steady_clock::now();
+  ConversionImportStats stats;
+  links::Catalog catalog(store, "");
+  KeyedHasher hasher(store.load_or_create_secret(kVisitorSecretName));
+  stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
+
+  // Read the whole file first, so that a malformed one writes nothing.
+  std::string prefix = std::string(kImportedConversionPrefix) + options.program + "/";
+  std::vector<std::pair<std::string, std::string>> docs;
+  read_conversions_csv(path, [&](const ConversionRow& r) {
+    json::object doc;
+    doc["conv_id"] = r.conv_id;
+    doc["ts_ms"] = r.ts_ms;
+    doc["visitor_hash"] = import_visitor_hash(hasher, r.visitor_id);
+    doc["amount_cents"] = r.amount_cents;
+    doc["kind"] = r.kind;
+    docs.emplace_back(prefix + std::string(r.conv_id), json::serialize(doc));
+    stats.sales += r.kind == "sale" ? 1 : 0;
+  });
+  stats.conversions = docs.size();
+
+  std::vector<std::pair<std::string, std::string>> batch;
+  for (std::size_t i = 0; i < docs.size(); i += kDocBatch) {
+    std::size_t end = std::min(docs.size(), i + kDocBatch);
+    batch.assign(std::make_move_iterator(docs.begin() + i),
+                 std::make_move_iterator(docs.begin() + end));
+    if (auto ec = store.write_docs(batch, false)) {
+      throw ImportError("storing conversions failed: " + ec.message());
+    }
+  }
+  if (auto ec = store.flush()) {
+    throw ImportError("flushing the store failed: " + ec.message());
+  }
+  stats.seconds = seconds_since(start);
+  return stats;
+}
+
+}  // namespace earnd::ingest

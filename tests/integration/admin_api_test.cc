@@ -1,0 +1,138 @@
+// The admin listener over real HTTP: programs, referrers and links, and its key check.
+
+#include <string>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "server_fixture.h"
+
+namespace earnd::integration {
+namespace {
+
+namespace json = boost::json;
+
+class AdminApiTest : public EarndTest {
+ protected:
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(start_server()); }
+
+  static std::string program_body(std::string_view id, std::string_view destination) {
+    return json::serialize(json::object{
+        {"id", id},
+        {"currency", "USD"},
+        {"destination", destination},
+        {"allowed_hosts", json::array{"shop.example.com"}},
+    });
+  }
+};
+
+TEST_F(AdminApiTest, CreatesProgramAndShowsItsSecretsOnce) {
+  HttpResponse r = admin("POST", "/v1/programs",
+                         program_body("acme", "https://shop.example.com/welcome?src=ref"));
+
+  ASSERT_EQ(r.status, 201) << r.error << r.body;
+  EXPECT_EQ(r.header("Content-Type").value_or(""), "application/json");
+  json::value v = parse_json(r);
+  ASSERT_TRUE(v.is_object());
+  EXPECT_EQ(v.at("id"), "acme");
+  for (const char* key : {"program_key", "publishable_key", "webhook_secret"}) {
+    ASSERT_TRUE(v.as_object().contains(key)) << key << " missing in " << r.body;
+    ASSERT_TRUE(v.at(key).is_string()) << key;
+    EXPECT_FALSE(v.at(key).as_string().empty()) << key;
+  }
+  EXPECT_TRUE(v.at("webhook_secret").as_string().starts_with("whsec_"));
+}
+
+TEST_F(AdminApiTest, RefusesJavascriptDestinationWithJsonError) {
+  HttpResponse r = admin("POST", "/v1/programs", program_body("evil", "javascript:alert(1)"));
+
+  ASSERT_EQ(r.status, 400) << r.error << r.body;
+  json::value v = parse_json(r);
+  ASSERT_TRUE(v.is_object());
+  EXPECT_EQ(v.at("error").at("code"), "invalid_destination");
+  EXPECT_TRUE(v.at("error").at("message").is_string());
+
+  // Nothing was created.
+  EXPECT_EQ(admin("GET", "/v1/programs/evil").status, 404);
+}
+
+TEST_F(AdminApiTest, EnrolsReferrerWithCodeAndUrl) {
+  create_program();
+
+  HttpResponse r = admin("POST", "/v1/programs/acme/referrers",
+                         R"({"external_id": "u_17", "name": "Ana", "code": "ana"})");
+
+  ASSERT_EQ(r.status, 201) << r.error << r.body;
+  json::value v = parse_json(r);
+  ASSERT_TRUE(v.is_object());
+  EXPECT_TRUE(v.at("id").is_string());
+  EXPECT_FALSE(v.at("id").as_string().empty());
+  EXPECT_EQ(v.at("code"), "ana");
+  std::string expected_url = "http://" + public_endpoint().to_string() + "/r/ana";
+  EXPECT_EQ(v.at("url"), expected_url.c_str());
+}
+
+TEST_F(AdminApiTest, RejectsMissingOrWrongAdminKey) {
+  const std::string body = program_body("acme", std::string(kDestination));
+  for (std::string_view key : {std::string_view(), std::string_view("wrong-key-0123456789abc")}) {
+    HttpResponse r = admin("POST", "/v1/programs", body, key);
+    ASSERT_EQ(r.status, 401) << "key '" << key << "': " << r.error << r.body;
+    EXPECT_EQ(parse_json(r).at("error").at("code"), "unauthorized");
+    EXPECT_EQ(r.header("WWW-Authenticate").value_or(""), "Bearer");
+  }
+  EXPECT_EQ(admin("GET", "/metrics", {}, "").status, 401);
+
+  // A scheme other than Bearer with the right key is refused as well.
+  HttpResponse basic = fetch(admin_endpoint(), "GET", "/v1/programs/acme",
+                             {{"Authorization", "Basic " + std::string(kAdminKey)}});
+  EXPECT_EQ(basic.status, 401);
+
+  // None of the refused calls created the program.
+  EXPECT_EQ(admin("GET", "/v1/programs/acme").status, 404);
+}
+
+TEST_F(AdminApiTest, ShowsProgramWithoutSecrets) {
+  HttpResponse created = admin("POST", "/v1/programs", program_body("acme", kDestination));
+  ASSERT_EQ(created.status, 201) << created.body;
+  json::value secrets = parse_json(created);
+
+  HttpResponse r = admin("GET", "/v1/programs/acme");
+
+  ASSERT_EQ(r.status, 200) << r.error << r.body;
+  json::value v = parse_json(r);
+  ASSERT_TRUE(v.is_object());
+  EXPECT_EQ(v.at("id"), "acme");
+  EXPECT_EQ(v.at("currency"), "USD");
+  EXPECT_EQ(v.at("destination"), json::string(kDestination));
+  EXPECT_FALSE(v.as_object().contains("program_key"));
+  EXPECT_FALSE(v.as_object().contains("webhook_secret"));
+  EXPECT_FALSE(v.as_object().contains("program_key_sha256"));
+  for (const char* key : {"program_key", "webhook_secret"}) {
+    std::string secret(secrets.at(key).as_string());
+    EXPECT_EQ(r.body.find(secret), std::string::npos) << key << " leaked: " << r.body;
+  }
+}
+
+TEST_F(AdminApiTest, DisabledLinkAnswersNotFound) {
+  create_program();
+  enrol("u_17", "ana");
+  HttpResponse before = visit("/r/ana");
+  ASSERT_EQ(before.status, 302) << before.error << before.body;
+
+  HttpResponse patched = admin("PATCH", "/v1/links/ana", R"({"disabled": true})");
+  ASSERT_EQ(patched.status, 200) << patched.error << patched.body;
+  EXPECT_EQ(parse_json(patched).at("disabled"), true);
+
+  HttpResponse after = visit("/r/ana");
+  EXPECT_EQ(after.status, 404) << after.body;
+  EXPECT_FALSE(after.header("Location").has_value());
+  EXPECT_FALSE(after.header("Set-Cookie").has_value());
+  EXPECT_EQ(visit("/r/ANA").status, 404);
+
+  // Enabling it again restores the redirect.
+  ASSERT_EQ(admin("PATCH", "/v1/links/ana", R"({"disabled": false})").status, 200);
+  EXPECT_EQ(visit("/r/ana").status, 302);
+}
+
+}  // namespace
+}  // namespace earnd::integration

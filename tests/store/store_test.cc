@@ -1,0 +1,298 @@
+#include "earnd/store/store.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "earnd/common/click.h"
+#include "earnd/common/click_id.h"
+#include "earnd/common/error.h"
+
+namespace earnd::store {
+namespace {
+
+// 2023-11-14, a fixed day for the counters.
+constexpr std::uint64_t kDayStartMs = 19'675ULL * 86'400'000ULL;
+
+// Gives each test its own RocksDB directory, removed afterwards.
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "earnd_store_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    store_ = open(OpenMode::kReadWrite);
+  }
+
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::unique_ptr<Store> open(OpenMode mode) const {
+    return Store::open({.data_dir = dir_, .mode = mode, .block_cache_mb = 8});
+  }
+
+  static ClickRecord click(std::uint64_t ts_ms, std::string code = "summer24") {
+    ClickRecord c;
+    c.id = make_click_id(ts_ms, 3);
+    c.ts_ms = ts_ms;
+    c.visitor_hash = 0xabcdef0000000000ULL + ts_ms;
+    c.program = "acme";
+    c.referrer_id = "rf_1";
+    c.code = std::move(code);
+    c.referer_host = "news.example.org";
+    return c;
+  }
+
+  // Writes the clicks as one synced batch.
+  void write(const std::vector<ClickRecord>& clicks, Store& store) {
+    ClickBatch batch = store.make_click_batch();
+    for (const auto& c : clicks) {
+      batch.add(c);
+    }
+    ASSERT_FALSE(store.write_clicks(batch, true));
+  }
+
+  void write(const std::vector<ClickRecord>& clicks) { write(clicks, *store_); }
+
+  static std::vector<std::uint64_t> scanned_times(const Store& store,
+                                                  std::uint64_t from_ms,
+                                                  std::uint64_t to_ms) {
+    std::vector<std::uint64_t> times;
+    Result<std::uint64_t> corrupt = store.scan_clicks(from_ms, to_ms, [&](const ClickRecord& c) {
+      times.push_back(c.ts_ms);
+      return true;
+    });
+    EXPECT_TRUE(corrupt.has_value());
+    EXPECT_EQ(corrupt.has_value() ? *corrupt : 99, 0u);
+    return times;
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, PutsAndGetsMeta) {
+  ASSERT_FALSE(store_->put_meta("p/acme", R"({"id":"acme"})"));
+
+  Result<std::optional<std::string>> got = store_->get_meta("p/acme");
+  Result<std::optional<std::string>> missing = store_->get_meta("p/none");
+
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, std::optional<std::string>(R"({"id":"acme"})"));
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(StoreTest, OverwritesMeta) {
+  ASSERT_FALSE(store_->put_meta("k", "one"));
+  ASSERT_FALSE(store_->put_meta("k", "two"));
+
+  EXPECT_EQ(*store_->get_meta("k"), std::optional<std::string>("two"));
+}
+
+TEST_F(StoreTest, ScansMetaByPrefixInKeyOrder) {
+  ASSERT_FALSE(store_->put_meta_many({{"p/b", "2"}, {"r/x", "9"}, {"p/a", "1"}, {"p", "0"}}));
+  ASSERT_FALSE(store_->put_meta("p/c", "3"));
+
+  std::vector<std::pair<std::string, std::string>> seen;
+  store_->scan_meta("p/", [&](std::string_view k, std::string_view v) {
+    seen.emplace_back(k, v);
+    return true;
+  });
+
+  std::vector<std::pair<std::string, std::string>> expected = {
+      {"p/a", "1"}, {"p/b", "2"}, {"p/c", "3"}};
+  EXPECT_EQ(seen, expected);
+}
+
+TEST_F(StoreTest, ScanMetaStopsWhenCallbackReturnsFalse) {
+  ASSERT_FALSE(store_->put_meta_many({{"l/a", "1"}, {"l/b", "2"}, {"l/c", "3"}}));
+
+  int calls = 0;
+  store_->scan_meta("l/", [&](std::string_view, std::string_view) { return ++calls < 2; });
+
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(StoreTest, ScansClicksOldestFirst) {
+  write({click(kDayStartMs + 50), click(kDayStartMs + 10), click(kDayStartMs + 30)});
+  write({click(kDayStartMs + 20), click(kDayStartMs + 40)});
+
+  EXPECT_EQ(scanned_times(*store_, 0, UINT64_MAX),
+            (std::vector<std::uint64_t>{kDayStartMs + 10, kDayStartMs + 20, kDayStartMs + 30,
+                                        kDayStartMs + 40, kDayStartMs + 50}));
+}
+
+TEST_F(StoreTest, ScanClicksHonoursHalfOpenBounds) {
+  write({click(kDayStartMs + 10), click(kDayStartMs + 20), click(kDayStartMs + 30),
+         click(kDayStartMs + 40)});
+
+  EXPECT_EQ(scanned_times(*store_, kDayStartMs + 20, kDayStartMs + 40),
+            (std::vector<std::uint64_t>{kDayStartMs + 20, kDayStartMs + 30}));
+  EXPECT_EQ(scanned_times(*store_, kDayStartMs + 11, kDayStartMs + 21),
+            (std::vector<std::uint64_t>{kDayStartMs + 20}));
+  EXPECT_TRUE(scanned_times(*store_, kDayStartMs + 41, UINT64_MAX).empty());
+  EXPECT_TRUE(scanned_times(*store_, 0, kDayStartMs + 10).empty());
+}
+
+TEST_F(StoreTest, ScanClicksStopsWhenCallbackReturnsFalse) {
+  write({click(kDayStartMs + 1), click(kDayStartMs + 2), click(kDayStartMs + 3)});
+
+  int calls = 0;
+  Result<std::uint64_t> r =
+      store_->scan_clicks(0, UINT64_MAX, [&](const ClickRecord&) { return ++calls < 2; });
+
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(StoreTest, GetsClickWithEveryField) {
+  ClickRecord c = click(kDayStartMs + 5);
+  c.unique = false;
+  c.reason = ClickReason::kPreview;
+  write({c, click(kDayStartMs + 6)});
+
+  Result<std::optional<ClickRecord>> got = store_->get_click(c.id);
+  Result<std::optional<ClickRecord>> missing = store_->get_click(make_click_id(kDayStartMs, 3));
+
+  ASSERT_TRUE(got.has_value() && got->has_value());
+  const ClickRecord& g = **got;
+  EXPECT_EQ(g.id, c.id);
+  EXPECT_EQ(g.ts_ms, c.ts_ms);
+  EXPECT_EQ(g.visitor_hash, c.visitor_hash);
+  EXPECT_EQ(g.program, "acme");
+  EXPECT_EQ(g.referrer_id, "rf_1");
+  EXPECT_EQ(g.code, "summer24");
+  EXPECT_EQ(g.referer_host, "news.example.org");
+  EXPECT_FALSE(g.unique);
+  EXPECT_EQ(g.reason, ClickReason::kPreview);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_FALSE(missing->has_value());
+}
+
+TEST_F(StoreTest, ClickBatchCountsAndClears) {
+  ClickBatch batch = store_->make_click_batch();
+  batch.add(click(kDayStartMs + 1));
+  batch.add(click(kDayStartMs + 2));
+  std::size_t bytes = batch.data_bytes();
+
+  EXPECT_EQ(batch.count(), 2u);
+  batch.clear();
+  EXPECT_EQ(batch.count(), 0u);
+  EXPECT_LT(batch.data_bytes(), bytes);
+
+  ASSERT_FALSE(store_->write_clicks(batch, true));
+  EXPECT_TRUE(scanned_times(*store_, 0, UINT64_MAX).empty());
+}
+
+// Three batches for one link on one day: 6 clicks, 4 unique, 2 not human.
+TEST_F(StoreTest, SumsLinkDayCountsAcrossBatches) {
+  ClickRecord bot = click(kDayStartMs + 3);
+  bot.reason = ClickReason::kBotUa;
+  ClickRecord repeat = click(kDayStartMs + 4);
+  repeat.unique = false;
+  ClickRecord fast = click(kDayStartMs + 5);
+  fast.unique = false;
+  fast.reason = ClickReason::kVelocity;
+
+  write({click(kDayStartMs + 1), click(kDayStartMs + 2)});
+  write({bot, repeat});
+  write({fast, click(kDayStartMs + 6)});
+  write({click(kDayStartMs + 86'400'000), click(kDayStartMs + 7, "other")});
+
+  Result<LinkDayCounts> c = store_->link_day_counts("summer24", day_of(kDayStartMs));
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->clicks, 6u);
+  EXPECT_EQ(c->unique_clicks, 4u);
+  EXPECT_EQ(c->bot_clicks, 2u);
+  EXPECT_EQ(store_->link_day_counts("summer24", day_of(kDayStartMs) + 1)->clicks, 1u);
+  EXPECT_EQ(store_->link_day_counts("other", day_of(kDayStartMs))->clicks, 1u);
+}
+
+TEST_F(StoreTest, LinkDayCountsAreZeroForUnknownLink) {
+  Result<LinkDayCounts> c = store_->link_day_counts("nobody", day_of(kDayStartMs));
+
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->clicks, 0u);
+  EXPECT_EQ(c->unique_clicks, 0u);
+  EXPECT_EQ(c->bot_clicks, 0u);
+}
+
+TEST_F(StoreTest, LinkDayCountsSurviveCompactionAndReopen) {
+  for (int i = 0; i < 5; ++i) {
+    write({click(kDayStartMs + i)});
+  }
+  ASSERT_FALSE(store_->compact_all());
+  write({click(kDayStartMs + 10)});
+
+  store_.reset();
+  store_ = open(OpenMode::kReadWrite);
+
+  EXPECT_EQ(store_->link_day_counts("summer24", day_of(kDayStartMs))->clicks, 6u);
+  EXPECT_EQ(store_->link_day_counts("summer24", day_of(kDayStartMs))->unique_clicks, 6u);
+}
+
+TEST_F(StoreTest, ReopenKeepsData) {
+  ClickRecord c = click(kDayStartMs + 9);
+  write({c});
+  ASSERT_FALSE(store_->put_meta("p/acme", "{}"));
+
+  store_.reset();
+  store_ = open(OpenMode::kReadWrite);
+
+  EXPECT_EQ(*store_->get_meta("p/acme"), std::optional<std::string>("{}"));
+  ASSERT_TRUE(store_->get_click(c.id)->has_value());
+  EXPECT_EQ(scanned_times(*store_, 0, UINT64_MAX), std::vector<std::uint64_t>{kDayStartMs + 9});
+}
+
+TEST_F(StoreTest, ReadOnlySeesDataWhileReadWriteIsOpen) {
+  ClickRecord c = click(kDayStartMs + 9);
+  write({c});
+  ASSERT_FALSE(store_->put_meta("p/acme", "{}"));
+
+  std::unique_ptr<Store> reader = open(OpenMode::kReadOnly);
+
+  EXPECT_EQ(*reader->get_meta("p/acme"), std::optional<std::string>("{}"));
+  ASSERT_TRUE(reader->get_click(c.id)->has_value());
+  EXPECT_EQ(reader->link_day_counts("summer24", day_of(kDayStartMs))->clicks, 1u);
+}
+
+TEST_F(StoreTest, SecondReadWriteOpenFailsOnTheLock) {
+  EXPECT_THROW(open(OpenMode::kReadWrite), StartupError);
+}
+
+TEST_F(StoreTest, CompactAllLeavesLiveSstFiles) {
+  std::vector<ClickRecord> clicks;
+  for (int i = 0; i < 1000; ++i) {
+    clicks.push_back(click(kDayStartMs + i));
+  }
+  write(clicks);
+
+  ASSERT_FALSE(store_->compact_all());
+
+  EXPECT_GT(store_->live_sst_bytes(), 0u);
+  EXPECT_EQ(scanned_times(*store_, 0, UINT64_MAX).size(), 1000u);
+}
+
+TEST_F(StoreTest, ProbeWriteSucceeds) {
+  EXPECT_FALSE(store_->probe_write());
+}
+
+TEST(DayOfTest, CountsUtcDays) {
+  EXPECT_EQ(day_of(0), 0u);
+  EXPECT_EQ(day_of(86'399'999), 0u);
+  EXPECT_EQ(day_of(86'400'000), 1u);
+  EXPECT_EQ(day_of(kDayStartMs + 5), 19'675u);
+}
+
+}  // namespace
+}  // namespace earnd::store
