@@ -9,6 +9,9 @@
 #include "earnd/common/click_id.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
+#include "earnd/rewards/ledger.h"
+#include "earnd/webhooks/outbox.h"
+#include "earnd/store/stats.h"
 #include "earnd/store/store.h"
 
 namespace json = boost::json;
@@ -126,19 +129,19 @@ json::value candidate_json(const Candidate& c, bool winner) {
 
 }  // namespace
 
-std::string stats_prefix(std::string_view program, std::string_view referrer_id) {
-  std::string k(program);
-  k.push_back('\0');
-  k.append(referrer_id).push_back('\0');
-  return k;
-}
+// The documents a batch has written so far, seen by the later requests of the batch; also the
+// ledger's transaction.
+struct ConversionService::Batch final : rewards::DocTxn {
+  explicit Batch(const store::Store& s) : store(s) {}
 
-// The documents a batch has written so far, seen by the later requests of the batch.
-struct ConversionService::Batch {
+  const store::Store& store;
   store::Store::DocBatch writes;
-  std::map<std::string, std::string> overlay;
+  std::map<std::string, std::optional<std::string>> overlay;  // nullopt: deleted in this batch
+  std::vector<webhooks::Event> events;
 
-  std::optional<std::string> get(const store::Store& store, const std::string& key) {
+  std::optional<std::string> get(const store::Store&, const std::string& key) { return get(key); }
+
+  std::optional<std::string> get(const std::string& key) override {
     if (auto it = overlay.find(key); it != overlay.end()) {
       return it->second;
     }
@@ -149,16 +152,30 @@ struct ConversionService::Batch {
     return *r;
   }
 
-  void put(std::string key, std::string value) {
+  void put(std::string key, std::string value) override {
     overlay[key] = value;
     writes.puts.emplace_back(std::move(key), std::move(value));
   }
 
+  void del(std::string key) override {
+    overlay[key] = std::nullopt;
+    writes.deletes.push_back(std::move(key));
+  }
+
+  void add_stat(std::string_view program, std::string_view referrer, std::uint64_t at_ms,
+                int index, std::int64_t amount) override {
+    add_stats(program, referrer, at_ms, index, amount);
+  }
+
+  void emit(std::string program, std::string type, json::object data) override {
+    events.push_back({std::move(program), std::move(type), std::move(data)});
+  }
+
   void add_stats(std::string_view program, std::string_view referrer, std::uint64_t at_ms,
                  int index, std::int64_t amount) {
-    std::vector<std::int64_t> v(kStatCount, 0);
+    std::vector<std::int64_t> v(store::kStatCount, 0);
     v[index] = amount;
-    std::string key = stats_prefix(program, referrer);
+    std::string key = store::stats_prefix(program, referrer);
     std::uint32_t bucket = store::bucket_of(at_ms);
     for (int i = 3; i >= 0; --i) {
       key.push_back(static_cast<char>((bucket >> (8 * i)) & 0xff));
@@ -169,26 +186,88 @@ struct ConversionService::Batch {
 
 ConversionService::ConversionService(store::Store& store,
                                      const links::Catalog& catalog,
+                                     rewards::Ledger& ledger,
+                                     webhooks::Outbox* outbox,
                                      ConversionOptions options)
-    : store_(store), catalog_(catalog), options_(options) {}
+    : store_(store), catalog_(catalog), ledger_(ledger), outbox_(outbox), options_(options) {}
+
+bool ConversionService::commit(Batch& b) {
+  if (b.writes.puts.empty() && b.writes.stat_adds.empty() && b.writes.deletes.empty()) {
+    return true;
+  }
+  std::vector<std::string> ids;
+  if (outbox_ != nullptr && !b.events.empty()) {
+    ids = outbox_->stage(b.writes, b.events);
+  }
+  if (store_.write(b.writes, options_.sync)) {
+    return false;
+  }
+  if (!ids.empty()) {
+    outbox_->committed(ids);
+  }
+  return true;
+}
 
 std::vector<ConversionReply> ConversionService::process(std::vector<ConversionRequest>& batch) {
-  Batch b;
+  Batch b(store_);
   std::vector<ConversionReply> replies;
   replies.reserve(batch.size());
   for (auto& req : batch) {
     replies.push_back(handle(b, req));
   }
-  if (!b.writes.puts.empty() || !b.writes.stat_adds.empty()) {
-    if (store_.write(b.writes, options_.sync)) {
-      for (auto& r : replies) {
-        if (r.status == 201 || r.status == 200) {
-          r = error_body(503, "storage_unavailable", "the conversion could not be stored");
-        }
+  if (!commit(b)) {
+    for (auto& r : replies) {
+      if (r.status == 201 || r.status == 200) {
+        r = error_body(503, "storage_unavailable", "the conversion could not be stored");
       }
     }
   }
   return replies;
+}
+
+std::size_t ConversionService::approve_due(std::uint64_t now_ms) {
+  Batch b(store_);
+  std::size_t n = 0;
+  try {
+    n = ledger_.approve_due(b, now_ms);
+  } catch (const Reject&) {
+    return 0;
+  }
+  return commit(b) ? n : 0;
+}
+
+std::pair<unsigned, std::string> ConversionService::create_payouts(std::string_view program) {
+  Batch b(store_);
+  try {
+    json::object r = ledger_.create_payouts(b, program, now_ms());
+    if (r.contains("error")) {
+      return {404, json::serialize(r)};
+    }
+  } catch (const Reject& r) {
+    return {r.status, error_body(r.status, r.code, r.message).body};
+  }
+  if (!commit(b)) {
+    return {503, error_body(503, "storage_unavailable", "the payouts could not be stored").body};
+  }
+  json::object open = ledger_.list_payouts(program, "created");
+  return {200, json::serialize(open)};
+}
+
+std::pair<unsigned, std::string> ConversionService::mark_paid(std::string_view payout_id) {
+  Batch b(store_);
+  std::optional<json::object> p;
+  try {
+    p = ledger_.mark_paid(b, payout_id, now_ms());
+  } catch (const Reject& r) {
+    return {r.status, error_body(r.status, r.code, r.message).body};
+  }
+  if (!p) {
+    return {404, error_body(404, "not_found", "no such payout").body};
+  }
+  if (!commit(b)) {
+    return {503, error_body(503, "storage_unavailable", "the payout could not be stored").body};
+  }
+  return {200, json::serialize(*p)};
 }
 
 namespace {
@@ -374,11 +453,12 @@ ConversionReply ConversionService::refund(Batch& b,
   }
   doc["match"] = "refund_of";
   doc["explain"] = json::object{{"rule", "refund_of: a refund follows the sale " + refund_of}};
+  doc["rewards"] = ledger_.reverse(b, orig, amount, json::value_to<std::string>(doc["event_id"]), at);
   orig["refunded_minor"] = refunded + amount;
   b.put(orig_key, json::serialize(orig));
   std::string referrer = orig["referrer_id"].is_string() ? json::value_to<std::string>(orig["referrer_id"]) : "";
-  b.add_stats(req.program, referrer, at, kStatRefunds, 1);
-  b.add_stats(req.program, referrer, at, kStatRefundedMinor, amount);
+  b.add_stats(req.program, referrer, at, store::kStatRefunds, 1);
+  b.add_stats(req.program, referrer, at, store::kStatRefundedMinor, amount);
   return store_doc(b, req, doc);
 }
 
@@ -451,10 +531,16 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
     doc["amount_minor"] = 0;
   }
   attribute(b, *program, req, at, doc);
+  if (doc["attributed"].as_bool()) {
+    b.emit(program->id, "conversion.attributed", answer_of(doc));
+    if (!doc["self_referral"].as_bool()) {
+      doc["rewards"] = ledger_.reward(b, *program, doc, at);
+    }
+  }
   std::string referrer = doc["referrer_id"].is_string() ? json::value_to<std::string>(doc["referrer_id"]) : "";
-  b.add_stats(req.program, referrer, at, type == "sale" ? kStatSales : kStatSignups, 1);
+  b.add_stats(req.program, referrer, at, type == "sale" ? store::kStatSales : store::kStatSignups, 1);
   if (type == "sale") {
-    b.add_stats(req.program, referrer, at, kStatRevenueMinor, *amount);
+    b.add_stats(req.program, referrer, at, store::kStatRevenueMinor, *amount);
   }
   return store_doc(b, req, doc);
 }

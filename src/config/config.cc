@@ -43,17 +43,17 @@ class TableReader {
       return;
     }
     if constexpr (std::is_same_v<T, std::string>) {
-      auto v = n->value<std::string>();
+      auto v = n->value_exact<std::string>();
       require(v.has_value(), key, "a string");
       field = *v;
     } else if constexpr (std::is_same_v<T, bool>) {
-      auto v = n->value<bool>();
+      auto v = n->value_exact<bool>();
       require(v.has_value(), key, "true or false");
       field = *v;
     } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
       read_list(n, key, field);
     } else {
-      auto v = n->value<std::int64_t>();
+      auto v = n->value_exact<std::int64_t>();
       require(v.has_value() && *v >= 0 && *v <= std::numeric_limits<T>::max(), key,
               "a non-negative integer in range");
       field = static_cast<T>(*v);
@@ -95,7 +95,8 @@ Durability parse_durability(const std::string& s) {
 
 void read_tables(const toml::table& root, Config& c) {
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kTables = {"server", "redirect", "storage", "clicks", "log"};
+    static const std::set<std::string> kTables = {"server", "redirect", "storage", "clicks",
+                                                  "webhooks", "log"};
     if (kTables.count(std::string(key.str())) == 0) {
       throw ConfigError("config: unknown table [" + std::string(key.str()) + "]");
     }
@@ -142,6 +143,16 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("velocity_window_s", c.clicks.velocity_window_s);
   }
   {
+    TableReader t(root, "webhooks");
+    auto& w = c.webhooks;
+    t.read("allow_private", w.allow_private);
+    t.read("first_retry_ms", w.first_retry_ms);
+    t.read("max_retry_ms", w.max_retry_ms);
+    t.read("give_up_after_h", w.give_up_after_h);
+    t.read("timeout_ms", w.timeout_ms);
+    t.read("max_in_flight", w.max_in_flight);
+  }
+  {
     TableReader t(root, "log");
     t.read("level", c.log.level);
     t.read("warn_interval_ms", c.log.warn_interval_ms);
@@ -184,6 +195,11 @@ void apply_environment(Config& c) {
   env("EARND_PUBLIC_LISTEN", c.server.public_listen);
   env("EARND_ADMIN_LISTEN", c.server.admin_listen);
   env("EARND_DATA_DIR", c.storage.data_dir);
+  std::string allow_private;
+  env("EARND_WEBHOOKS_ALLOW_PRIVATE", allow_private);
+  if (!allow_private.empty()) {
+    c.webhooks.allow_private = allow_private == "1" || allow_private == "true";
+  }
   std::string durability;
   env("EARND_DURABILITY", durability);
   if (!durability.empty()) {
@@ -200,9 +216,11 @@ std::pair<std::string, std::uint16_t> split_host_port(const std::string& text) {
   if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
   }
+  std::string digits = text.substr(colon + 1);
   char* end = nullptr;
-  long port = std::strtol(text.c_str() + colon + 1, &end, 10);
-  if (*end != '\0' || port < 0 || port > 65535) {
+  long port = std::strtol(digits.c_str(), &end, 10);
+  bool all_digits = digits.find_first_not_of("0123456789") == std::string::npos;
+  if (!all_digits || *end != '\0' || port < 0 || port > 65535) {
     throw ConfigError("config: bad port in \"" + text + "\"");
   }
   return {host, static_cast<std::uint16_t>(port)};
@@ -225,6 +243,10 @@ void validate(const Config& c) {
   check(c.clicks.shard_count >= 1 && c.clicks.shard_count <= 256,
         "clicks.shard_count must be 1..256");
   check(c.clicks.velocity_window_s >= 1, "clicks.velocity_window_s must be at least 1");
+  check(c.webhooks.give_up_after_h >= 24, "webhooks.give_up_after_h must be at least 24");
+  check(c.webhooks.first_retry_ms >= 1 && c.webhooks.max_retry_ms >= c.webhooks.first_retry_ms,
+        "webhooks.first_retry_ms must be at least 1 and at most max_retry_ms");
+  check(c.webhooks.max_in_flight >= 1, "webhooks.max_in_flight must be at least 1");
   check(!c.server.admin_key.empty(),
         "an admin key is required: set EARND_ADMIN_KEY or server.admin_key");
   check(c.server.admin_key.size() >= 16, "the admin key must be at least 16 characters");

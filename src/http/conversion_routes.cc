@@ -1,9 +1,12 @@
 #include "conversion_routes.h"
 
+#include <future>
+
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
 
+#include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 
 namespace json = boost::json;
@@ -111,7 +114,29 @@ std::variant<Reply, attribution::ConversionRequest> read_conversion(const Redire
 
 ConversionQueue::ConversionQueue(attribution::ConversionService& service)
     : service_(service), guard_(boost::asio::make_work_guard(ioc_)) {
+  schedule_approvals();
   thread_ = std::thread([this] { ioc_.run(); });
+}
+
+// The hold-period timer: once a second, approves ledger entries whose hold ended. The due
+// entries are found in the store, so approvals missed while earnd was down happen at start.
+void ConversionQueue::schedule_approvals() {
+  approvals_.expires_after(std::chrono::seconds(1));
+  approvals_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    (void)service_.approve_due(now_ms());
+    schedule_approvals();
+  });
+}
+
+std::pair<unsigned, std::string> ConversionQueue::run(
+    std::function<std::pair<unsigned, std::string>()> task) {
+  std::promise<std::pair<unsigned, std::string>> done;
+  auto result = done.get_future();
+  boost::asio::post(ioc_, [&task, &done] { done.set_value(task()); });
+  return result.get();
 }
 
 ConversionQueue::~ConversionQueue() { stop(); }
@@ -145,6 +170,7 @@ void ConversionQueue::flush() {
 }
 
 void ConversionQueue::stop() {
+  boost::asio::post(ioc_, [this] { approvals_.cancel(); });
   guard_.reset();
   if (thread_.joinable()) {
     thread_.join();

@@ -11,6 +11,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "earnd/attribution/conversions.h"
 #include "handlers.h"
@@ -41,6 +42,10 @@ class ConversionQueue {
   // Thread-safe.
   void submit(attribution::ConversionRequest request, Done done);
 
+  // Runs task on the conversion thread (serialized with conversions) and waits for its result.
+  // Thread-safe; blocks the caller (the admin thread).
+  std::pair<unsigned, std::string> run(std::function<std::pair<unsigned, std::string>()> task);
+
   // Processes what was submitted, then stops the thread. Call once no thread submits any more.
   void stop();
 
@@ -50,12 +55,14 @@ class ConversionQueue {
     Done done;
   };
   void flush();
+  void schedule_approvals();
 
   attribution::ConversionService& service_;
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::vector<Item> pending_;  // touched on the conversion thread only
   bool scheduled_ = false;     // touched on the conversion thread only
+  boost::asio::steady_timer approvals_{ioc_};
   std::thread thread_;
 };
 

@@ -6,7 +6,10 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "conversion_routes.h"
 #include "earnd/attribution/conversions.h"
+#include "earnd/rewards/ledger.h"
+#include "earnd/webhooks/outbox.h"
 #include "earnd/common/secrets.h"
 #include "earnd/common/click.h"
 #include "earnd/ingest/pipeline.h"
@@ -111,7 +114,65 @@ bool authorized(Services& s, const Request& req) {
   return constant_time_equal(v.substr(7), s.config.server.admin_key);
 }
 
-Reply route_admin(Services& s, const Request& req, const boost::urls::url_view& u) {
+Reply from_pair(std::pair<unsigned, std::string> r) {
+  return {r.first, "application/json", std::move(r.second), {}};
+}
+
+// Ledger, payouts and webhook deliveries.
+std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Request& req,
+                                 const boost::urls::url_view& u, const std::vector<std::string>& seg) {
+  using V = beast_http::verb;
+  auto verb = req.method();
+  if (seg.size() == 4 && seg[1] == "referrers" && seg[3] == "ledger" && verb == V::get) {
+    auto v = s.ledger.view(seg[2]);
+    return v ? Reply{200, "application/json", json::serialize(*v), {}}
+             : json_error(404, "not_found", "no such referrer");
+  }
+  if (seg.size() == 2 && seg[1] == "payouts" && verb == V::post) {
+    Reply err;
+    auto body = parse_body(req, err);
+    if (!body) {
+      return err;
+    }
+    const json::value* p = body->is_object() ? body->as_object().if_contains("program") : nullptr;
+    if (p == nullptr || !p->is_string()) {
+      return json_error(400, "missing_field", "program is required");
+    }
+    std::string program(p->get_string());
+    return from_pair(serial.run([&] { return s.conversions.create_payouts(program); }));
+  }
+  if (seg.size() == 2 && seg[1] == "payouts" && verb == V::get) {
+    return Reply{200, "application/json",
+                 json::serialize(s.ledger.list_payouts(param(u, "program"), param(u, "status"))), {}};
+  }
+  if (seg.size() == 3 && seg[1] == "payouts" && seg[2].ends_with(".csv") && verb == V::get) {
+    auto csv = s.ledger.payout_csv(std::string_view(seg[2]).substr(0, seg[2].size() - 4));
+    return csv ? Reply{200, "text/csv; charset=utf-8", std::move(*csv), {}}
+               : json_error(404, "not_found", "no such payout");
+  }
+  if (seg.size() == 4 && seg[1] == "payouts" && seg[3] == "paid" && verb == V::post) {
+    std::string id = seg[2];
+    return from_pair(serial.run([&] { return s.conversions.mark_paid(id); }));
+  }
+  if (seg.size() >= 3 && seg[1] == "webhooks" && seg[2] == "deliveries") {
+    if (s.outbox == nullptr) {
+      return json_error(404, "not_found", "webhooks are off");
+    }
+    if (seg.size() == 3 && verb == V::get) {
+      auto page = std::max<std::size_t>(1, std::strtoul(param(u, "page").c_str(), nullptr, 10));
+      auto per = std::strtoul(param(u, "per_page").c_str(), nullptr, 10);
+      per = per == 0 ? 50 : std::min<std::size_t>(per, 500);
+      return from_pair(s.outbox->list(param(u, "program"), param(u, "status"), page, per));
+    }
+    if (seg.size() == 5 && seg[4] == "redeliver" && verb == V::post) {
+      return from_pair(s.outbox->redeliver(seg[3]));
+    }
+  }
+  return std::nullopt;
+}
+
+Reply route_admin(Services& s, ConversionQueue& serial, const Request& req,
+                  const boost::urls::url_view& u) {
   std::vector<std::string> seg;
   for (auto p : u.segments()) {
     seg.push_back(p);
@@ -124,6 +185,11 @@ Reply route_admin(Services& s, const Request& req, const boost::urls::url_view& 
     return body ? from_admin(fn(*body)) : err;
   };
 
+  if (!seg.empty() && seg[0] == "v1") {
+    if (auto r = route_money(s, serial, req, u, seg)) {
+      return std::move(*r);
+    }
+  }
   if (seg.size() >= 2 && seg[0] == "v1" && seg[1] == "programs") {
     if (seg.size() == 2 && verb == V::post) {
       return with_body([&](auto& b) { return s.catalog.create_program(b); });
@@ -193,7 +259,7 @@ Reply json_error(unsigned status, std::string_view code, std::string_view messag
   return {status, "application/json", json::serialize(r.body), {}};
 }
 
-Reply handle_admin(Services& s, const Request& req) {
+Reply handle_admin(Services& s, ConversionQueue& serial, const Request& req) {
   auto u = boost::urls::parse_origin_form(req.target());
   if (!u) {
     return json_error(400, "invalid_target", "the request target is not a valid path");
@@ -206,7 +272,7 @@ Reply handle_admin(Services& s, const Request& req) {
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
-  return route_admin(s, req, *u);
+  return route_admin(s, serial, req, *u);
 }
 
 Reply handle_public(Services& s, const Request& req) {

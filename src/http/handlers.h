@@ -30,7 +30,8 @@ Reply json_error(unsigned status, std::string_view code, std::string_view messag
 
 // Admin listener: checks the admin key, then routes. Runs on the admin thread; may block on
 // synced storage writes.
-Reply handle_admin(Services& s, const Request& req);
+class ConversionQueue;
+Reply handle_admin(Services& s, ConversionQueue& serial, const Request& req);
 
 // Public listener routes other than /r/: health, readiness, and 404s.
 Reply handle_public(Services& s, const Request& req);

@@ -131,7 +131,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
       return start_conversion(req);
     }
     auto route = worker_.kind == Kind::kAdmin ? metrics::Route::kAdmin : metrics::Route::kOther;
-    Reply r = worker_.kind == Kind::kAdmin ? handle_admin(shared_.services, req)
+    Reply r = worker_.kind == Kind::kAdmin ? handle_admin(shared_.services, *shared_.conversions, req)
                                            : handle_public(shared_.services, req);
     head_only_ = req.method() == bhttp::verb::head;
     count(route, r.status);

@@ -279,6 +279,20 @@ void create_missing_links(const std::string& path,
   stats.links_created = created->links_created;
 }
 
+// The server's writer settings for a bulk load: async durability (the WAL is off anyway), big
+// batches, and no per-click callbacks.
+PipelineOptions pipeline_options(const ImportOptions& o) {
+  PipelineOptions p;
+  p.sync_each_batch = false;
+  p.max_batch = o.max_batch;
+  p.queue_capacity = o.queue_capacity;
+  p.flush_interval_ms = 1000;
+  p.velocity_limit = o.velocity_limit;
+  p.velocity_window_ms = o.velocity_window_ms;
+  p.dedupe_capacity = o.dedupe_capacity;
+  return p;
+}
+
 // Hands a click to the writer, waiting while the lane's queue is full; never drops it.
 void submit(Pipeline& pipeline, const PendingClick& click) {
   int tries = 0;
@@ -359,14 +373,7 @@ ClickImportStats import_clicks(store::Store& store,
   CountingSink sink(store);
   store.set_bulk_load(true);
   {
-    Pipeline pipeline({.sync_each_batch = false,
-                       .max_batch = options.max_batch,
-                       .queue_capacity = options.queue_capacity,
-                       .flush_interval_ms = 1000,
-                       .velocity_limit = options.velocity_limit,
-                       .velocity_window_ms = options.velocity_window_ms,
-                       .dedupe_capacity = options.dedupe_capacity},
-                      sink, metrics, 1);
+    Pipeline pipeline(pipeline_options(options), sink, metrics, 1);
     pipeline.set_waker(0, [] {});
     pipeline.start();
     try {

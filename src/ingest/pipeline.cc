@@ -67,18 +67,24 @@ struct Pipeline::Lane {
   boost::lockfree::spsc_queue<PendingClick> in;
   boost::lockfree::spsc_queue<Completion> done;
   std::function<void()> wake;
+  // Clicks with a waiter that this lane submitted and has not yet heard back about. Touched
+  // only by the lane's own thread. Bounding it by the done queue's capacity means the writer's
+  // push of a completion can never find that queue full.
+  std::size_t outstanding = 0;
 };
 
 // State only the writer thread touches.
 struct Pipeline::Writer {
-  explicit Writer(const PipelineOptions& o)
-      : unique_window(o.dedupe_capacity), velocity(o.dedupe_capacity) {}
-
   std::vector<ClickRecord> batch;
   std::vector<std::pair<int, CommitWaiter*>> waiters;
   RecentMap unique_window;  // (visitor, link) -> time of the last unique click
   RecentMap velocity;       // visitor -> window start (high 40 bits) and count (low 24 bits)
-  log::RateLimitedWarn storage_warn{std::chrono::milliseconds(10'000)};
+  log::RateLimitedWarn storage_warn;
+
+  explicit Writer(const PipelineOptions& o)
+      : unique_window(o.dedupe_capacity),
+        velocity(o.dedupe_capacity),
+        storage_warn(std::chrono::milliseconds(o.warn_interval_ms)) {}
 };
 
 Pipeline::Pipeline(PipelineOptions options, ClickSink& sink, metrics::Metrics& metrics, int lanes)
@@ -110,14 +116,21 @@ bool Pipeline::try_submit(int lane, const PendingClick& click) noexcept {
   if (stopping_.load(std::memory_order_relaxed)) {
     return false;
   }
+  Lane& l = *lanes_[lane];
+  if (click.waiter != nullptr && l.outstanding >= options_.queue_capacity) {
+    return false;
+  }
   bool pushed = false;
   try {
-    pushed = lanes_[lane]->in.push(click);
+    pushed = l.in.push(click);
   } catch (...) {
     pushed = false;  // copying the record ran out of memory
   }
   if (!pushed) {
     return false;
+  }
+  if (click.waiter != nullptr) {
+    ++l.outstanding;
   }
   // Pairs with the fence in run(): either the writer sees this click when it re-checks the
   // queues, or this thread sees that the writer went to sleep and wakes it.
@@ -134,8 +147,10 @@ void Pipeline::wake_writer() noexcept {
 }
 
 void Pipeline::drain_completions(int lane) noexcept {
+  Lane& l = *lanes_[lane];
   Completion c;
-  while (lanes_[lane]->done.pop(c)) {
+  while (l.done.pop(c)) {
+    --l.outstanding;
     c.waiter->on_committed(c.stored);
   }
 }
@@ -192,6 +207,11 @@ void Pipeline::commit(bool& unsynced) {
   if (stored) {
     metrics_.clicks_stored.fetch_add(w.batch.size(), std::memory_order_relaxed);
     unsynced = !options_.sync_each_batch;
+    if (options_.on_stored) {
+      for (const auto& c : w.batch) {
+        options_.on_stored(c);
+      }
+    }
   } else {
     metrics_.clicks_dropped_storage.fetch_add(w.batch.size(), std::memory_order_relaxed);
     if (auto n = w.storage_warn.hit()) {
@@ -205,8 +225,8 @@ void Pipeline::commit(bool& unsynced) {
     if (waiter == nullptr) {
       continue;
     }
-    // The done queue has the same capacity as the input queue, so it cannot be full while
-    // this click was in flight; spin defensively rather than lose a completion.
+    // try_submit keeps the lane's outstanding waiters within the done queue's capacity, so
+    // this push always succeeds; the loop only guards that invariant.
     while (!lanes_[lane]->done.push(Completion{waiter, stored})) {
       std::this_thread::yield();
     }

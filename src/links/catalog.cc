@@ -240,6 +240,15 @@ std::shared_ptr<const ProgramView> make_view(const json::object& p) {
   if (auto it = p.find("publishable_key"); it != p.end() && it->value().is_string()) {
     v->publishable_key = json::value_to<std::string>(it->value());
   }
+  if (auto it = p.find("webhook_url"); it != p.end() && it->value().is_string()) {
+    v->webhook_url = json::value_to<std::string>(it->value());
+  }
+  if (auto it = p.find("webhook_secret"); it != p.end() && it->value().is_string()) {
+    v->webhook_secret = json::value_to<std::string>(it->value());
+  }
+  v->hold_days = static_cast<std::uint32_t>(p.at("hold_days").to_number<std::int64_t>());
+  v->payout_minimum_minor = p.at("payout_minimum_minor").to_number<std::int64_t>();
+  v->rewards_json = json::serialize(p.at("rewards"));
   return v;
 }
 
@@ -525,6 +534,12 @@ AdminReply Catalog::create_referrer(std::string_view program, const json::value&
     out["external_id"] = external_id;
     out["code"] = link.body.at("code");
     out["url"] = link.body.at("url");
+    if (event_hook_) {
+      json::object data = out;
+      data["name"] = name;
+      data["program"] = program;
+      event_hook_(std::string(program), "referrer.enrolled", std::move(data));
+    }
     return {201, out};
   } catch (const Invalid& e) {
     return error_reply(400, e.code, e.message);

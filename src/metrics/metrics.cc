@@ -1,5 +1,7 @@
 #include "earnd/metrics/metrics.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 
@@ -17,28 +19,29 @@ void counter(std::string& out, const char* name, const char* help, std::uint64_t
 }  // namespace
 
 Histogram::Histogram(std::vector<double> bounds)
-    : h_(boost::histogram::make_histogram_with(Storage(), Axis(bounds))) {}
+    : bounds_(std::move(bounds)),
+      counts_(std::make_unique<std::atomic<std::uint64_t>[]>(bounds_.size() + 1)) {}
 
 void Histogram::observe(double v) noexcept {
-  h_(v);
-  sum_x1000_.fetch_add(static_cast<std::uint64_t>(v * 1000.0 + 0.5), std::memory_order_relaxed);
+  auto slot = std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
+  counts_[slot].fetch_add(1, std::memory_order_relaxed);
+  sum_.fetch_add(v, std::memory_order_relaxed);
 }
 
 void Histogram::render(const std::string& name, const std::string& labels, std::string& out) const {
   std::uint64_t cumulative = 0;
-  const auto& axis = h_.axis(0);
   std::string sep = labels.empty() ? "" : ",";
-  for (int i = 0; i < axis.size(); ++i) {
-    cumulative += static_cast<std::uint64_t>(h_.at(i));
+  for (std::size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i].load(std::memory_order_relaxed);
     fmt::format_to(std::back_inserter(out), "{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep,
-                   axis.bin(i).upper(), cumulative);
+                   bounds_[i], cumulative);
   }
-  cumulative += static_cast<std::uint64_t>(h_.at(axis.size()));
+  cumulative += counts_[bounds_.size()].load(std::memory_order_relaxed);
   fmt::format_to(std::back_inserter(out), "{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep,
                  cumulative);
   std::string braces = labels.empty() ? "" : "{" + labels + "}";
   fmt::format_to(std::back_inserter(out), "{}_sum{} {}\n{}_count{} {}\n", name, braces,
-                 sum_x1000_.load(std::memory_order_relaxed) / 1000.0, name, braces, cumulative);
+                 sum_.load(std::memory_order_relaxed), name, braces, cumulative);
 }
 
 Metrics::Metrics()

@@ -9,7 +9,7 @@
 #include <boost/json.hpp>
 #include <date/tz.h>
 
-#include "earnd/attribution/conversions.h"
+#include "earnd/store/stats.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
@@ -64,7 +64,7 @@ std::uint64_t boundary(const std::string& text, const date::time_zone* tz, bool 
 
 struct Totals {
   std::uint64_t clicks = 0, unique_clicks = 0, bot_clicks = 0;
-  std::int64_t stats[attribution::kStatCount] = {};
+  std::int64_t stats[store::kStatCount] = {};
 
   void add_clicks(const store::LinkDayCounts& c) {
     clicks += c.clicks;
@@ -73,7 +73,7 @@ struct Totals {
   }
 
   void add_stats(const std::vector<std::int64_t>& v) {
-    for (std::size_t i = 0; i < v.size() && i < attribution::kStatCount; ++i) {
+    for (std::size_t i = 0; i < v.size() && i < store::kStatCount; ++i) {
       stats[i] += v[i];
     }
   }
@@ -82,14 +82,14 @@ struct Totals {
     row["clicks"] = clicks;
     row["unique_clicks"] = unique_clicks;
     row["bot_clicks"] = bot_clicks;
-    row["signups"] = stats[attribution::kStatSignups];
-    row["sales"] = stats[attribution::kStatSales];
+    row["signups"] = stats[store::kStatSignups];
+    row["sales"] = stats[store::kStatSales];
     row["revenue_minor"] =
-        stats[attribution::kStatRevenueMinor] - stats[attribution::kStatRefundedMinor];
-    row["refunded_minor"] = stats[attribution::kStatRefundedMinor];
-    row["rewards_minor"] = stats[attribution::kStatRewardsMinor];
-    double conversions = static_cast<double>(stats[attribution::kStatSignups] +
-                                             stats[attribution::kStatSales]);
+        stats[store::kStatRevenueMinor] - stats[store::kStatRefundedMinor];
+    row["refunded_minor"] = stats[store::kStatRefundedMinor];
+    row["rewards_minor"] = stats[store::kStatRewardsMinor];
+    double conversions = static_cast<double>(stats[store::kStatSignups] +
+                                             stats[store::kStatSales]);
     row["conversion_rate"] =
         unique_clicks == 0 ? 0.0
                            : std::round(conversions / static_cast<double>(unique_clicks) * 1e4) / 1e4;
@@ -117,7 +117,7 @@ void scan_referrer(const store::Store& store, const std::string& program,
       throw Reject{"storage", "counters could not be read"};
     }
   }
-  if (store.scan_stats(attribution::stats_prefix(program, r.id), range.from_bucket,
+  if (store.scan_stats(store::stats_prefix(program, r.id), range.from_bucket,
                        range.to_bucket, on_stats)) {
     throw Reject{"storage", "counters could not be read"};
   }

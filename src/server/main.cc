@@ -1,7 +1,9 @@
 // earnd: wiring only. Reads the configuration, opens storage, builds the modules, serves until
 // SIGTERM or SIGINT, then drains and stores every accepted click before exiting 0.
 
+#include <atomic>
 #include <csignal>
+#include <unordered_set>
 #include <iostream>
 
 #include <boost/asio/io_context.hpp>
@@ -9,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "earnd/attribution/conversions.h"
+#include "earnd/common/time.h"
 #include "earnd/config/config.h"
 #include "earnd/http/server.h"
 #include "earnd/ingest/bot_classifier.h"
@@ -17,6 +20,8 @@
 #include "earnd/links/catalog.h"
 #include "earnd/log/log.h"
 #include "earnd/metrics/metrics.h"
+#include "earnd/rewards/ledger.h"
+#include "earnd/webhooks/outbox.h"
 #include "earnd/store/store.h"
 
 namespace {
@@ -90,6 +95,34 @@ int serve(const earnd::config::Config& cfg) {
   // listen address and the port is fixed up below when 0 was asked for.
   auto [pub_host, pub_port] = config::split_host_port(cfg.server.public_listen);
   ingest::StoreSink sink(*store);
+  // click.first: a referrer's first stored human click, announced once. The set of referrers
+  // already announced is kept in the docs family and loaded here; only the writer thread
+  // touches it afterwards.
+  std::atomic<webhooks::Outbox*> outbox_for_clicks{nullptr};
+  auto announced = std::make_shared<std::unordered_set<std::string>>();
+  store->scan_docs("fc/", [&](std::string_view key, std::string_view) {
+    announced->emplace(key.substr(3));
+    return true;
+  });
+  auto on_stored = [&outbox_for_clicks, announced, st = store.get(), log](const ClickRecord& c) {
+    // Pairs with the release store once the outbox has started.
+    webhooks::Outbox* outbox = outbox_for_clicks.load(std::memory_order_acquire);
+    if (c.reason != ClickReason::kHuman || outbox == nullptr ||
+        !announced->insert(c.referrer_id).second) {
+      return;
+    }
+    store::Store::DocBatch batch;
+    batch.puts.emplace_back("fc/" + c.referrer_id, std::to_string(c.ts_ms));
+    auto ids = outbox->stage(
+        batch, {{c.program, "click.first",
+                 {{"referrer_id", c.referrer_id}, {"link_code", c.code},
+                  {"click_id", c.id.to_string()}, {"ts", format_rfc3339(c.ts_ms)}}}});
+    if (st->write(batch, false)) {
+      log->error("event=first_click_write_failed");
+      return;
+    }
+    outbox->committed(ids);
+  };
   ingest::Pipeline pipeline(
       {.sync_each_batch = cfg.storage.durability == config::Durability::kGroup,
        .max_batch = cfg.storage.max_batch,
@@ -98,7 +131,8 @@ int serve(const earnd::config::Config& cfg) {
        .velocity_limit = cfg.clicks.velocity_limit,
        .velocity_window_ms = cfg.clicks.velocity_window_s * 1000,
        .dedupe_capacity = cfg.clicks.dedupe_capacity,
-       .warn_interval_ms = cfg.log.warn_interval_ms},
+       .warn_interval_ms = cfg.log.warn_interval_ms,
+       .on_stored = on_stored},
       sink, metrics, cfg.server.io_threads);
   metrics.add_gauge("earnd_ingest_queue_depth", "Clicks waiting for the writer.",
                     [&] { return static_cast<double>(pipeline.queue_depth()); });
@@ -114,6 +148,8 @@ int serve(const earnd::config::Config& cfg) {
 
   std::string secret = visitor_secret(cfg, *store);
   std::unique_ptr<links::Catalog> catalog;
+  std::unique_ptr<rewards::Ledger> ledger;
+  std::unique_ptr<webhooks::Outbox> outbox;
   std::unique_ptr<attribution::ConversionService> conversions;
   std::unique_ptr<http::Server> server;
   {
@@ -123,8 +159,27 @@ int serve(const earnd::config::Config& cfg) {
                            ? base_url(cfg, cfg.server.public_listen)
                            : configured_base;
     catalog = std::make_unique<links::Catalog>(*store, base);
-    conversions = std::make_unique<attribution::ConversionService>(
+    ledger = std::make_unique<rewards::Ledger>(*store, *catalog);
+    const auto& w = cfg.webhooks;
+    outbox = std::make_unique<webhooks::Outbox>(
         *store, *catalog,
+        webhooks::OutboxOptions{.allow_private = w.allow_private,
+                                .first_retry_ms = w.first_retry_ms,
+                                .max_retry_ms = w.max_retry_ms,
+                                .give_up_after_ms = std::uint64_t{w.give_up_after_h} * 3'600'000,
+                                .timeout_ms = w.timeout_ms,
+                                .max_in_flight = w.max_in_flight});
+    catalog->set_event_hook([o = outbox.get(), log](const std::string& program,
+                                                    const std::string& type,
+                                                    boost::json::object data) {
+      if (auto ec = o->emit({{program, type, std::move(data)}})) {
+        log->error("event=webhook_stage_failed type={} error=\"{}\"", type, ec.message());
+      }
+    });
+    outbox->start();
+    outbox_for_clicks.store(outbox.get(), std::memory_order_release);
+    conversions = std::make_unique<attribution::ConversionService>(
+        *store, *catalog, *ledger, outbox.get(),
         attribution::ConversionOptions{
             .sync = cfg.storage.durability == config::Durability::kGroup});
     server = std::make_unique<http::Server>(http::Services{
@@ -135,6 +190,8 @@ int serve(const earnd::config::Config& cfg) {
         .bots = *bots,
         .metrics = metrics,
         .conversions = *conversions,
+        .ledger = *ledger,
+        .outbox = outbox.get(),
         .visitor_secret = secret,
     });
     if (configured_base.empty() && pub_port == 0) {
@@ -157,6 +214,7 @@ int serve(const earnd::config::Config& cfg) {
   log->info("event=stopped clicks_stored={} clicks_dropped={}", metrics.clicks_stored.load(),
             metrics.clicks_dropped_queue_full.load() + metrics.clicks_dropped_storage.load());
   server.reset();
+  outbox->stop();
   conversions.reset();
   catalog.reset();
   store.reset();

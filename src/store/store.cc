@@ -452,6 +452,9 @@ ErrorCode Store::write(const DocBatch& batch, bool sync) {
   for (const auto& [k, v] : batch.puts) {
     wb.Put(impl_->docs, k, v).PermitUncheckedError();
   }
+  for (const auto& k : batch.deletes) {
+    wb.Delete(impl_->docs, k).PermitUncheckedError();
+  }
   std::string value;
   for (const auto& [k, counters] : batch.stat_adds) {
     value.clear();

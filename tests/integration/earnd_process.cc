@@ -34,7 +34,12 @@ std::string read_file(const std::filesystem::path& path) {
 }
 
 std::string tail(const std::string& text, std::size_t max_bytes = 4000) {
-  return text.size() <= max_bytes ? text : "..." + text.substr(text.size() - max_bytes);
+  if (text.size() <= max_bytes) {
+    return text;
+  }
+  std::string out = "...";
+  out.append(text, text.size() - max_bytes);
+  return out;
 }
 
 // The environment of a child: ours without any EARND_* variable (a developer's shell must not
@@ -121,7 +126,8 @@ int wait_for_exit(pid_t pid, std::chrono::milliseconds timeout) {
 
 // Finds `key=HOST:PORT` in line.
 Endpoint field_endpoint(std::string_view line, std::string_view key) {
-  std::string needle = " " + std::string(key) + "=";
+  std::string needle = " ";
+  needle.append(key).append("=");
   std::size_t at = line.find(needle);
   if (at == std::string_view::npos) {
     return {};

@@ -29,7 +29,7 @@ TEST_F(RedirectTest, LocationKeepsDestinationAndAddsReferralParameters) {
 
   ASSERT_EQ(r.status, 302) << r.error << r.body;
   ASSERT_EQ(r.header_count("Location"), 1u);
-  std::string location = *r.header("Location");
+  std::string location = r.header("Location").value_or("");
   std::string id = click_id_of(r);
   EXPECT_TRUE(looks_like_click_id(id)) << location;
   EXPECT_EQ(location,
@@ -46,7 +46,7 @@ TEST_F(RedirectTest, SetsClickCookieAndForbidsCaching) {
   std::string id = click_id_of(r);
   ASSERT_TRUE(looks_like_click_id(id)) << r.header("Location").value_or("");
   ASSERT_EQ(r.header_count("Set-Cookie"), 1u);
-  EXPECT_EQ(*r.header("Set-Cookie"), expected_cookie(id));
+  EXPECT_EQ(r.header("Set-Cookie").value_or(""), expected_cookie(id));
   EXPECT_EQ(r.header("Cache-Control").value_or(""), "no-store");
   EXPECT_EQ(r.header("Content-Length").value_or(""), "0");
 }
@@ -85,10 +85,10 @@ TEST_F(RedirectTest, HeadAnswersSameHeadersWithoutBody) {
   std::string head_id = click_id_of(head);
   ASSERT_TRUE(looks_like_click_id(head_id));
   EXPECT_EQ(head.body, "");
-  EXPECT_EQ(*head.header("Set-Cookie"), expected_cookie(head_id));
+  EXPECT_EQ(head.header("Set-Cookie").value_or(""), expected_cookie(head_id));
   EXPECT_EQ(head.header("Cache-Control"), get.header("Cache-Control"));
-  std::string get_location = *get.header("Location");
-  std::string head_location = *head.header("Location");
+  std::string get_location = get.header("Location").value_or("");
+  std::string head_location = head.header("Location").value_or("");
   EXPECT_EQ(head_location.replace(head_location.find(head_id), head_id.size(), click_id_of(get)),
             get_location);
   ASSERT_EQ(head.headers.size(), get.headers.size());
@@ -112,14 +112,14 @@ TEST_F(RedirectTest, DoesNotForwardIncomingReferralParameters) {
   HttpResponse r = visit("/r/ana?ref=evil&earnd_cid=x&utm_source=mail");
 
   ASSERT_EQ(r.status, 302) << r.error << r.body;
-  std::string location = *r.header("Location");
+  std::string location = r.header("Location").value_or("");
   EXPECT_EQ(query_param_count(location, "ref"), 1) << location;
   EXPECT_EQ(query_param_count(location, "earnd_cid"), 1) << location;
   EXPECT_EQ(query_param(location, "ref"), "ana");
   EXPECT_TRUE(looks_like_click_id(click_id_of(r))) << location;
   EXPECT_EQ(query_param(location, "utm_source"), "mail");
   EXPECT_EQ(location.find("evil"), std::string::npos) << location;
-  EXPECT_EQ(*r.header("Set-Cookie"), expected_cookie(click_id_of(r)));
+  EXPECT_EQ(r.header("Set-Cookie").value_or(""), expected_cookie(click_id_of(r)));
 }
 
 }  // namespace

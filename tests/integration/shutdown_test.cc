@@ -66,7 +66,6 @@ class ClickLoad {
   }
 
   void run(int thread) {
-    running_.fetch_add(1);
     std::string request =
         make_request("GET", "/r/ana",
                      {{"User-Agent", std::string(kBrowserUa) + " load/" + std::to_string(thread)}});
@@ -103,7 +102,7 @@ class ClickLoad {
   std::atomic<int> sent_{0};
   std::atomic<int> redirects_{0};
   std::atomic<int> other_statuses_{0};
-  std::atomic<int> running_{0};
+  std::atomic<int> running_{kThreads};  // threads that have not finished yet
   std::mutex mutex_;
   std::set<std::string> ids_;
   std::vector<std::thread> threads_;
@@ -163,6 +162,25 @@ TEST_F(ShutdownTest, StoresEveryAcknowledgedClickWhenStoppedUnderLoadInAsyncDura
 
   EXPECT_EQ(exit_code, 0) << server().log_text();
   ASSERT_GT(load.ids().size(), 0u);
+  expect_all_exported(load.ids());
+}
+
+TEST_F(ShutdownTest, AnswersClicksInFlightWithoutWaitingOutGrace) {
+  // A grace far longer than the wait below. A server that answers the clicks it is committing
+  // and then closes the connections exits long before it; one whose I/O threads stopped while
+  // sessions still waited for their commit sits out the whole grace and is killed here.
+  use_config("[server]\nshutdown_grace_ms = 120000\n");
+  ASSERT_NO_FATAL_FAILURE(start_with_program());
+  ClickLoad load(public_endpoint());
+  load.wait_for_redirects(400);
+  ASSERT_GT(load.redirects(), 0) << "no redirect before the stop";
+
+  server().signal(SIGTERM);
+  int exit_code = server().wait(10s);
+  load.join();
+
+  EXPECT_EQ(exit_code, 0) << "still running 10 s after SIGTERM (-1 means killed)\n"
+                          << server().log_text();
   expect_all_exported(load.ids());
 }
 

@@ -170,8 +170,21 @@ std::string per_second(std::uint64_t n, double seconds) {
   return std::to_string(seconds > 0 ? static_cast<std::uint64_t>(n / seconds) : n) + "/s";
 }
 
+// Opens a data directory read-write; RocksDB's lock refuses it while an earnd runs on it.
+std::unique_ptr<earnd::store::Store> open_for_import(const std::string& dir) {
+  try {
+    return earnd::store::Store::open({.data_dir = dir});
+  } catch (const earnd::StartupError& e) {
+    std::string what = e.what();
+    if (what.find("lock") != std::string::npos) {
+      what += " (is earnd running on this directory? import while it is stopped)";
+    }
+    throw earnd::StartupError(what);
+  }
+}
+
 int import_clicks(const std::string& file, const std::string& dir, const std::string& program) {
-  auto store = earnd::store::Store::open({.data_dir = dir});
+  auto store = open_for_import(dir);
   auto s = earnd::ingest::import_clicks(*store, file, {.program = program});
   std::cout << std::fixed << std::setprecision(1) << "imported " << s.clicks << " clicks in "
             << s.seconds << " s (" << per_second(s.clicks, s.seconds) << "): program " << program
@@ -184,7 +197,7 @@ int import_clicks(const std::string& file, const std::string& dir, const std::st
 int import_conversions(const std::string& file,
                        const std::string& dir,
                        const std::string& program) {
-  auto store = earnd::store::Store::open({.data_dir = dir});
+  auto store = open_for_import(dir);
   auto s = earnd::ingest::import_conversions(*store, file, {.program = program});
   std::cout << std::fixed << std::setprecision(1) << "imported " << s.conversions
             << " conversions in " << s.seconds << " s (" << per_second(s.conversions, s.seconds)
@@ -327,6 +340,27 @@ void print_summary(const AttributeArgs& a,
             << ", window " << a.window << ") in " << seconds << " s; wrote " << a.out << "\n";
 }
 
+// Matches every conversion, split over up to 4 threads that each tally on their own.
+std::vector<Partial> attribute_all(const earnd::store::Store& store,
+                                   const std::vector<Conversion>& conversions,
+                                   const earnd::attribution::MatchQuery& query) {
+  unsigned workers = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
+  std::vector<Partial> partials(workers);
+  std::vector<std::thread> threads;
+  std::size_t per = (conversions.size() + workers - 1) / workers;
+  for (unsigned w = 0; w < workers; ++w) {
+    std::size_t from = std::min(conversions.size(), w * per);
+    std::size_t to = std::min(conversions.size(), from + per);
+    threads.emplace_back(attribute_range, std::cref(store),
+                         std::span<const Conversion>(conversions.data() + from, to - from), query,
+                         std::ref(partials[w]));
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  return partials;
+}
+
 int attribute(const AttributeArgs& a) {
   auto start = std::chrono::steady_clock::now();
   auto model = earnd::attribution::parse_model(a.model);
@@ -353,23 +387,8 @@ int attribute(const AttributeArgs& a) {
     conversions.push_back({r.ts_ms, earnd::ingest::import_visitor_hash(hasher, r.visitor_id),
                            r.kind == "sale" ? r.amount_cents : 0});
   });
-
-  // Split the conversions over the cores; each worker tallies on its own.
-  unsigned workers = std::clamp(std::thread::hardware_concurrency(), 1u, 4u);
-  std::vector<Partial> partials(workers);
-  std::vector<std::thread> threads;
-  earnd::attribution::MatchQuery query{.window_ms = *window, .model = *model, .program = a.program};
-  std::size_t per = (conversions.size() + workers - 1) / workers;
-  for (unsigned w = 0; w < workers; ++w) {
-    std::size_t from = std::min(conversions.size(), w * per);
-    std::size_t to = std::min(conversions.size(), from + per);
-    threads.emplace_back(attribute_range, std::cref(*store),
-                         std::span<const Conversion>(conversions.data() + from, to - from), query,
-                         std::ref(partials[w]));
-  }
-  for (auto& t : threads) {
-    t.join();
-  }
+  auto partials = attribute_all(*store, conversions,
+                                {.window_ms = *window, .model = *model, .program = a.program});
 
   // Merge by external id (several internal referrers may share one across programs).
   std::map<std::string, Tally, ExternalIdLess> rows;

@@ -22,21 +22,15 @@ namespace earnd::store {
 class Store;
 }
 
+namespace earnd::rewards {
+class Ledger;
+}
+
+namespace earnd::webhooks {
+class Outbox;
+}
+
 namespace earnd::attribution {
-
-// Indexes of the per-(program, referrer, 15-minute bucket) counters in the stats family.
-enum StatIndex : int {
-  kStatSignups = 0,
-  kStatSales = 1,
-  kStatRevenueMinor = 2,
-  kStatRefunds = 3,
-  kStatRefundedMinor = 4,
-  kStatRewardsMinor = 5,
-  kStatCount = 6,
-};
-
-// The stats key prefix for a program and referrer ("" for unattributed): program \0 referrer \0.
-std::string stats_prefix(std::string_view program, std::string_view referrer_id);
 
 struct ConversionRequest {
   std::string program;                        // resolved from the key by the caller
@@ -57,14 +51,25 @@ struct ConversionOptions {
 
 class ConversionService {
  public:
-  // The store and catalog must outlive the service.
-  ConversionService(store::Store& store, const links::Catalog& catalog, ConversionOptions options);
+  // The store, catalog, ledger and outbox (which may be null: no webhooks) must outlive the
+  // service.
+  ConversionService(store::Store& store,
+                    const links::Catalog& catalog,
+                    rewards::Ledger& ledger,
+                    webhooks::Outbox* outbox,
+                    ConversionOptions options);
 
   // Processes requests in order as one unit: a later request sees the earlier ones (a repeat
   // in the same batch is a duplicate; a refund may name a sale of the same batch). Writes once;
   // when that write fails every reply becomes 503 and nothing is acknowledged. Not thread-safe:
   // call from one thread.
   std::vector<ConversionReply> process(std::vector<ConversionRequest>& batch);
+
+  // Ledger changes that must be serialized with conversions; call on the same thread as
+  // process(). Each is one storage write. They return an HTTP status and JSON body.
+  std::size_t approve_due(std::uint64_t now_ms);
+  std::pair<unsigned, std::string> create_payouts(std::string_view program);
+  std::pair<unsigned, std::string> mark_paid(std::string_view payout_id);
 
   // The stored explanation of a conversion. program may be "" when only one program holds the
   // event id (409 when several do). Thread-safe.
@@ -85,8 +90,13 @@ class ConversionService {
                          boost::json::object& doc);
   ConversionReply store_doc(Batch& batch, const ConversionRequest& req, boost::json::object& doc);
 
+  // Writes the batch (synced per the options) and hands its webhook events to the outbox.
+  [[nodiscard]] bool commit(Batch& batch);
+
   store::Store& store_;
   const links::Catalog& catalog_;
+  rewards::Ledger& ledger_;
+  webhooks::Outbox* outbox_;
   ConversionOptions options_;
 };
 

@@ -50,6 +50,15 @@ struct ClicksConfig {
   std::uint32_t velocity_window_s = 60;
 };
 
+struct WebhooksConfig {
+  bool allow_private = false;  // also EARND_WEBHOOKS_ALLOW_PRIVATE=1
+  std::uint32_t first_retry_ms = 1'000;
+  std::uint32_t max_retry_ms = 3'600'000;
+  std::uint32_t give_up_after_h = 26;
+  std::uint32_t timeout_ms = 10'000;
+  std::uint32_t max_in_flight = 16;
+};
+
 struct LogConfig {
   std::string level = "info";
   std::uint32_t warn_interval_ms = 10'000;
@@ -60,6 +69,7 @@ struct Config {
   RedirectConfig redirect;
   StorageConfig storage;
   ClicksConfig clicks;
+  WebhooksConfig webhooks;
   LogConfig log;
 };
 
@@ -71,7 +81,7 @@ Config load_file(const std::string& path);
 Config load_text(std::string_view toml_text);
 
 // Applies EARND_ADMIN_KEY, EARND_VISITOR_SECRET, EARND_PUBLIC_LISTEN, EARND_ADMIN_LISTEN,
-// EARND_DATA_DIR and EARND_DURABILITY when set. Throws ConfigError on a bad value.
+// EARND_DATA_DIR, EARND_DURABILITY and EARND_WEBHOOKS_ALLOW_PRIVATE when set. Throws ConfigError on a bad value.
 void apply_environment(Config& c);
 
 // Checks ranges and combinations. Throws ConfigError.

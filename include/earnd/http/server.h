@@ -15,6 +15,14 @@ namespace earnd::attribution {
 class ConversionService;
 }
 
+namespace earnd::rewards {
+class Ledger;
+}
+
+namespace earnd::webhooks {
+class Outbox;
+}
+
 namespace earnd::ingest {
 class BotClassifier;
 class Pipeline;
@@ -43,6 +51,8 @@ struct Services {
   const ingest::BotClassifier& bots;
   metrics::Metrics& metrics;
   attribution::ConversionService& conversions;
+  rewards::Ledger& ledger;
+  webhooks::Outbox* outbox;  // null when webhooks are off
   std::string visitor_secret;
 };
 

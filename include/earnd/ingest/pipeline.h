@@ -48,6 +48,9 @@ struct PipelineOptions {
   std::uint32_t velocity_window_ms = 60'000;
   std::uint32_t dedupe_capacity = 1'000'000;
   std::uint32_t warn_interval_ms = 10'000;
+  // Called on the writer thread for each click after its batch is stored (for example to
+  // announce a referrer's first click). Must be quick; may be empty.
+  std::function<void(const ClickRecord&)> on_stored;
 };
 
 class Pipeline {

@@ -6,6 +6,7 @@
 // never see a half-written link.
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -44,6 +46,11 @@ struct ProgramView {
   std::uint64_t binding_ms = 365ull * 86'400'000;
   std::uint64_t probabilistic_ms = 0;  // 0: probabilistic matching off
   std::string publishable_key;
+  std::string webhook_url;     // "" when the program has none
+  std::string webhook_secret;  // whsec_<base64>
+  std::uint32_t hold_days = 30;
+  std::int64_t payout_minimum_minor = 0;
+  std::string rewards_json;    // the program's reward rules, as stored (a JSON array)
 };
 
 // A referrer as reports and conversions need it.
@@ -141,6 +148,13 @@ class Catalog {
   // Sets the base of referrer URLs ("http://host:port"); used once the bound port is known.
   void set_public_base_url(std::string url);
 
+  // Called after a referrer is enrolled (program, "referrer.enrolled", data), for webhooks. Set
+  // before serving; runs on the admin thread with the catalog's mutex held, so it must not
+  // call back into the catalog.
+  using EventHook =
+      std::function<void(const std::string& program, const std::string& type, boost::json::object)>;
+  void set_event_hook(EventHook hook) { event_hook_ = std::move(hook); }
+
   // The program whose secret key (program_key) this is, or nullopt.
   std::optional<std::string> program_for_key(std::string_view key) const;
 
@@ -182,6 +196,7 @@ class Catalog {
   std::unique_ptr<State> state_;
   std::shared_ptr<const Snapshot> published_;  // accessed with std::atomic_load/store
   std::atomic<std::uint64_t> version_{0};
+  EventHook event_hook_;
 };
 
 // A per-thread handle on the catalog's snapshot: one acquire load per request while nothing

@@ -8,17 +8,20 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include <boost/histogram.hpp>
 
 namespace earnd::metrics {
 
 // A latency or size histogram with fixed bucket bounds, safe to fill from many threads.
+// Prometheus buckets have inclusive upper bounds (v <= le), while Boost.Histogram's bins are
+// half-open [a, b) and drop values below the first edge; so the few counters live here, as an
+// array of atomics indexed by binary search over the bounds.
 class Histogram {
  public:
-  // bounds: ascending upper bounds of the buckets (an overflow bucket is added).
+  // bounds: ascending upper bounds of the buckets (a +Inf bucket is added).
   explicit Histogram(std::vector<double> bounds);
 
   void observe(double v) noexcept;
@@ -27,12 +30,9 @@ class Histogram {
   void render(const std::string& name, const std::string& labels, std::string& out) const;
 
  private:
-  using Storage =
-      boost::histogram::dense_storage<boost::histogram::accumulators::count<std::uint64_t, true>>;
-  using Axis = boost::histogram::axis::variable<double, boost::use_default,
-                                                boost::histogram::axis::option::overflow_t>;
-  boost::histogram::histogram<std::tuple<Axis>, Storage> h_;
-  std::atomic<std::uint64_t> sum_x1000_{0};
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> counts_;  // bounds_.size() + 1 slots
+  std::atomic<double> sum_{0.0};
 };
 
 enum class Route : std::uint8_t { kRedirect, kConversion, kHealth, kAdmin, kMetrics, kOther };

@@ -143,6 +143,7 @@ class Store {
   // and stat additions applied together.
   struct DocBatch {
     std::vector<std::pair<std::string, std::string>> puts;
+    std::vector<std::string> deletes;  // applied after the puts
     std::vector<std::pair<std::string, std::vector<std::int64_t>>> stat_adds;
   };
   [[nodiscard]] ErrorCode write(const DocBatch& batch, bool sync);

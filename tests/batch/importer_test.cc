@@ -1,0 +1,241 @@
+#include "earnd/ingest/importer.h"
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "earnd/attribution/matcher.h"
+#include "earnd/common/click.h"
+#include "earnd/common/hash.h"
+#include "earnd/links/catalog.h"
+#include "earnd/store/store.h"
+
+namespace earnd::ingest {
+namespace {
+
+constexpr std::uint64_t kDayMs = 86'400'000;
+constexpr std::uint64_t kWindowMs = 30 * kDayMs;
+constexpr std::uint64_t kConvMs = 1'706'745'600'000;  // 2024-02-01T00:00Z
+constexpr std::string_view kHeader = "click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot\n";
+
+// One CSV row; click ids are written as 16 hex digits like the bench's.
+std::string row(std::uint64_t click_id,
+                std::uint64_t ts_ms,
+                std::string_view code,
+                std::string_view referrer,
+                std::string_view visitor,
+                bool bot = false) {
+  char id[17];
+  std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(click_id));
+  return std::string(id) + "," + std::to_string(ts_ms) + "," + std::string(code) + "," +
+         std::string(referrer) + "," + std::string(visitor) + "," + (bot ? "1" : "0") + "\n";
+}
+
+// A store in a temporary directory, CSV files beside it, and attribution over what was imported.
+class ImporterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "earnd_importer_test_XXXXXX").string();
+    ASSERT_NE(mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    store_ = store::Store::open({.data_dir = dir_ + "/db", .block_cache_mb = 8});
+  }
+
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string write_csv(const std::string& name,
+                        std::string_view body,
+                        std::string_view header = kHeader) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path, std::ios::binary) << header << body;
+    return path;
+  }
+
+  // The external id of the referrer credited for visitor's conversion at at_ms, or nullopt.
+  std::optional<std::string> winner(attribution::Model model,
+                                    std::string_view visitor,
+                                    std::uint64_t at_ms) {
+    auto secret = store_->get_meta("s/visitor_secret");
+    EXPECT_TRUE(secret && *secret);
+    KeyedHasher hasher(**secret);
+    auto m = attribution::match(*store_, {.visitor_hash = import_visitor_hash(hasher, visitor),
+                                          .at_ms = at_ms,
+                                          .window_ms = kWindowMs,
+                                          .model = model,
+                                          .program = ""});
+    EXPECT_TRUE(m.has_value());
+    if (!m || !*m) {
+      return std::nullopt;
+    }
+    return links::Catalog(*store_, "").referrer_external_id((*m)->referrer_id);
+  }
+
+  std::vector<ClickRecord> stored_clicks() const {
+    std::vector<ClickRecord> out;
+    auto scanned = store_->scan_clicks(0, UINT64_MAX, [&](const ClickRecord& c) {
+      out.push_back(c);
+      return true;
+    });
+    EXPECT_TRUE(scanned.has_value());
+    return out;
+  }
+
+  std::size_t meta_count(std::string_view prefix) const {
+    std::size_t n = 0;
+    store_->scan_meta(prefix, [&](std::string_view, std::string_view) {
+      ++n;
+      return true;
+    });
+    return n;
+  }
+
+  std::string dir_;
+  std::unique_ptr<store::Store> store_;
+};
+
+TEST(ImportClickIdTest, KeepsTimeShardAndSourceIdInOrder) {
+  ClickId id = import_click_id(kConvMs, 130, 0x0123456789abcdefULL);
+  EXPECT_EQ(id.ts_ms(), kConvMs);
+  EXPECT_EQ(id.shard(), 130 % 64);
+  EXPECT_EQ(id.bytes[7], 0);
+  EXPECT_EQ(id.bytes[8], 0x01);
+  EXPECT_EQ(id.bytes[15], 0xef);
+  auto parsed = ClickId::parse(id.to_string());
+  ASSERT_TRUE(parsed.has_value());
+  EXPECT_EQ(*parsed, id);
+  EXPECT_LT(import_click_id(kConvMs, 130, 0x0a), import_click_id(kConvMs, 130, 0x0b));
+  EXPECT_LT(import_click_id(kConvMs, 130, 0xff), import_click_id(kConvMs + 1, 130, 0));
+}
+
+TEST_F(ImporterTest, StoresRowsWithTheWritersClassification) {
+  std::string csv = row(1, kConvMs - 5000, "rcode01", "7", "100") +
+                    row(2, kConvMs - 4000, "rcode01", "7", "100") +  // same link within an hour
+                    row(3, kConvMs - 3000, "rcode02", "8", "100", true);
+  auto stats = import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(stats.clicks, 3u);
+  EXPECT_EQ(stats.bots, 1u);
+  EXPECT_EQ(stats.unique, 2u);
+  EXPECT_EQ(stats.programs_created, 1u);
+
+  auto clicks = stored_clicks();
+  ASSERT_EQ(clicks.size(), 3u);
+  EXPECT_TRUE(clicks[0].unique);
+  EXPECT_FALSE(clicks[1].unique);
+  EXPECT_EQ(clicks[2].reason, ClickReason::kBotUa);
+  EXPECT_EQ(clicks[0].program, "default");
+  EXPECT_EQ(clicks[0].code, "rcode01");
+  EXPECT_EQ(clicks[1].id, import_click_id(kConvMs - 4000, clicks[1].visitor_hash, 2));
+}
+
+TEST_F(ImporterTest, TiesInOneMillisecondBreakByTheCsvClickId) {
+  // Listed out of order: the id decides, not the row order.
+  std::string csv = row(0x0b, kConvMs - 1000, "rcode0b", "11", "5") +
+                    row(0x0a, kConvMs - 1000, "rcode0a", "10", "5");
+  (void)import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs), "11");
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "5", kConvMs), "10");
+}
+
+TEST_F(ImporterTest, BotsNeverWin) {
+  std::string csv = row(1, kConvMs - 10, "rhuman1", "1", "42") +
+                    row(2, kConvMs - 1, "rbot001", "2", "42", true) +
+                    row(3, kConvMs - 1, "rbot001", "2", "43", true);
+  (void)import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "42", kConvMs), "1");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "43", kConvMs), std::nullopt);
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "43", kConvMs), std::nullopt);
+}
+
+TEST_F(ImporterTest, WindowIncludesBothEndsExactly) {
+  std::string csv = row(1, kConvMs - kWindowMs - 1, "rold001", "1", "9") +  // 30 d + 1 ms
+                    row(2, kConvMs - kWindowMs, "redge01", "2", "9") +      // exactly 30 d
+                    row(3, kConvMs, "rnow001", "3", "9") +                  // the same ms
+                    row(4, kConvMs + 1, "rlate01", "4", "9");               // after
+  (void)import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "9", kConvMs), "2");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "9", kConvMs), "3");
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "9", kConvMs + 1), "3");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "9", kConvMs - kWindowMs - 2), std::nullopt);
+}
+
+TEST_F(ImporterTest, FirstAndLastPickOppositeEnds) {
+  std::string csv = row(1, kConvMs - 20 * kDayMs, "rfirst1", "1", "77") +
+                    row(2, kConvMs - 10 * kDayMs, "rmiddle", "2", "77") +
+                    row(3, kConvMs - 1 * kDayMs, "rlast01", "3", "77");
+  (void)import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "77", kConvMs), "1");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "77", kConvMs), "3");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "78", kConvMs), std::nullopt);
+}
+
+TEST_F(ImporterTest, CreatesUnknownLinksAndReferrersOnce) {
+  std::string csv = row(1, kConvMs, "rcodea1", "7", "1") + row(2, kConvMs, "rcodea2", "7", "2") +
+                    row(3, kConvMs, "rcodeb1", "8", "3") + row(4, kConvMs + 1, "rcodea1", "7", "4");
+  auto first = import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(first.links_created, 3u);
+  EXPECT_EQ(first.referrers_created, 2u);
+  EXPECT_EQ(meta_count("l/"), 3u);
+  EXPECT_EQ(meta_count("r/"), 2u);
+
+  // The same file again: nothing new, the same click keys (attribution is unchanged).
+  auto again = import_clicks(*store_, write_csv("clicks.csv", csv));
+  EXPECT_EQ(again.links_created, 0u);
+  EXPECT_EQ(again.referrers_created, 0u);
+  EXPECT_EQ(again.programs_created, 0u);
+  EXPECT_EQ(stored_clicks().size(), 4u);
+
+  // A new code of a known referrer: one link, no referrer.
+  auto more = import_clicks(*store_, write_csv("more.csv", row(5, kConvMs, "rcodea3", "7", "5")));
+  EXPECT_EQ(more.links_created, 1u);
+  EXPECT_EQ(more.referrers_created, 0u);
+  EXPECT_EQ(meta_count("r/"), 2u);
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs), "7");
+}
+
+TEST_F(ImporterTest, MalformedRowNamesItsLineAndWritesNothing) {
+  std::string csv = row(1, kConvMs, "rcode01", "7", "1") + "zz,1,rcode02,8,2,0\n";
+  try {
+    (void)import_clicks(*store_, write_csv("bad.csv", csv));
+    FAIL() << "no ImportError";
+  } catch (const ImportError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.csv:3:"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(stored_clicks().empty());
+  EXPECT_EQ(meta_count("l/"), 0u);
+  EXPECT_THROW((void)import_clicks(*store_, write_csv("hdr.csv", "", "id,ts\n")), ImportError);
+}
+
+TEST_F(ImporterTest, ConversionsBecomeDocumentsUnderTheProgram) {
+  std::string csv = "1,1704069509231,84734,0,signup\n2,1704089323281,99,4990,sale\n";
+  auto stats = import_conversions(
+      *store_, write_csv("conv.csv", csv, "conv_id,ts_ms,visitor_id,amount_cents,kind\n"),
+      {.program = "shop"});
+  EXPECT_EQ(stats.conversions, 2u);
+  EXPECT_EQ(stats.sales, 1u);
+  EXPECT_EQ(stats.programs_created, 1u);
+
+  auto doc = store_->get_doc("ic/shop/2");
+  ASSERT_TRUE(doc && *doc);
+  auto v = boost::json::parse(**doc).as_object();
+  EXPECT_EQ(v.at("amount_cents").to_number<std::uint64_t>(), 4990u);
+  EXPECT_EQ(v.at("kind").as_string(), "sale");
+  KeyedHasher hasher(**store_->get_meta("s/visitor_secret"));
+  EXPECT_EQ(v.at("visitor_hash").to_number<std::uint64_t>(), import_visitor_hash(hasher, "99"));
+}
+
+}  // namespace
+}  // namespace earnd::ingest
