@@ -9,12 +9,14 @@
 #include <boost/json.hpp>
 
 #include "../common/alloc_counter.h"
+#include "earnd/attribution/conversions.h"
 #include "earnd/common/click.h"
 #include "earnd/ingest/bot_classifier.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/ingest/sink.h"
 #include "earnd/links/catalog.h"
 #include "earnd/metrics/metrics.h"
+#include "earnd/rewards/ledger.h"
 #include "earnd/store/store.h"
 #include "redirect.h"
 
@@ -43,11 +45,25 @@ struct World {
     sink = std::make_unique<ingest::StoreSink>(*store);
     pipeline = std::make_unique<ingest::Pipeline>(ingest::PipelineOptions{}, *sink, metrics, 1);
     bots = ingest::BotClassifier::from_embedded();
-    services = std::make_unique<http::Services>(http::Services{
-        cfg, *catalog, *store, *pipeline, *bots, metrics, "bench-secret"});
+    ledger = std::make_unique<rewards::Ledger>(*store, *catalog);
+    conversions = std::make_unique<attribution::ConversionService>(*store, *catalog, *ledger,
+                                                                   nullptr,
+                                                                   attribution::ConversionOptions{});
+    services = std::make_unique<http::Services>(http::Services{.config = cfg,
+                                                               .catalog = *catalog,
+                                                               .store = *store,
+                                                               .pipeline = *pipeline,
+                                                               .bots = *bots,
+                                                               .metrics = metrics,
+                                                               .conversions = *conversions,
+                                                               .ledger = *ledger,
+                                                               .outbox = nullptr,
+                                                               .visitor_secret = "bench-secret"});
   }
 
   ~World() {
+    conversions.reset();
+    ledger.reset();
     pipeline.reset();
     catalog.reset();
     store.reset();
@@ -62,6 +78,8 @@ struct World {
   std::unique_ptr<ingest::StoreSink> sink;
   std::unique_ptr<ingest::Pipeline> pipeline;
   std::unique_ptr<ingest::BotClassifier> bots;
+  std::unique_ptr<rewards::Ledger> ledger;
+  std::unique_ptr<attribution::ConversionService> conversions;
   std::unique_ptr<http::Services> services;
 };
 

@@ -167,6 +167,26 @@ struct ConversionService::Batch final : rewards::DocTxn {
     add_stats(program, referrer, at_ms, index, amount);
   }
 
+  std::int64_t pending_stat(std::string_view prefix,
+                            std::uint32_t from_bucket,
+                            std::uint32_t to_bucket,
+                            int index) const override {
+    std::int64_t sum = 0;
+    for (const auto& [key, values] : writes.stat_adds) {
+      if (key.size() != prefix.size() + 4 || key.compare(0, prefix.size(), prefix) != 0) {
+        continue;
+      }
+      std::uint32_t bucket = 0;
+      for (std::size_t i = prefix.size(); i < key.size(); ++i) {
+        bucket = (bucket << 8) | static_cast<unsigned char>(key[i]);
+      }
+      if (bucket >= from_bucket && bucket < to_bucket && index < static_cast<int>(values.size())) {
+        sum += values[index];
+      }
+    }
+    return sum;
+  }
+
   void emit(std::string program, std::string type, json::object data) override {
     events.push_back({std::move(program), std::move(type), std::move(data)});
   }
@@ -230,8 +250,8 @@ std::size_t ConversionService::approve_due(std::uint64_t now_ms) {
   std::size_t n = 0;
   try {
     n = ledger_.approve_due(b, now_ms);
-  } catch (const Reject&) {
-    return 0;
+  } catch (const std::exception&) {
+    return 0;  // Reject (storage) or a damaged entry; the next tick tries again
   }
   return commit(b) ? n : 0;
 }
@@ -245,6 +265,8 @@ std::pair<unsigned, std::string> ConversionService::create_payouts(std::string_v
     }
   } catch (const Reject& r) {
     return {r.status, error_body(r.status, r.code, r.message).body};
+  } catch (const std::exception& e) {
+    return {500, error_body(500, "internal", e.what()).body};
   }
   if (!commit(b)) {
     return {503, error_body(503, "storage_unavailable", "the payouts could not be stored").body};
@@ -260,6 +282,8 @@ std::pair<unsigned, std::string> ConversionService::mark_paid(std::string_view p
     p = ledger_.mark_paid(b, payout_id, now_ms());
   } catch (const Reject& r) {
     return {r.status, error_body(r.status, r.code, r.message).body};
+  } catch (const std::exception& e) {
+    return {500, error_body(500, "internal", e.what()).body};
   }
   if (!p) {
     return {404, error_body(404, "not_found", "no such payout").body};
@@ -442,7 +466,10 @@ ConversionReply ConversionService::refund(Batch& b,
   std::int64_t sold = orig["amount_minor"].to_number<std::int64_t>();
   std::int64_t refunded = orig.contains("refunded_minor") ? orig["refunded_minor"].to_number<std::int64_t>() : 0;
   std::int64_t amount = doc["amount_minor"].is_null() ? sold - refunded : doc["amount_minor"].to_number<std::int64_t>();
-  if (amount <= 0 || amount > sold - refunded) {
+  if (amount <= 0) {
+    reject("invalid_amount", "a refund's amount_minor must be above zero");
+  }
+  if (amount > sold - refunded) {
     reject("refund_exceeds_sale", "the refund is larger than what remains of the sale (" +
                                       std::to_string(sold - refunded) + ")");
   }
@@ -550,6 +577,10 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
     return handle_checked(b, req);
   } catch (const Reject& r) {
     return error_body(r.status, r.code, r.message);
+  } catch (const std::exception& e) {
+    // A stored document or rule that does not have the expected shape: a bug or a damaged
+    // record. The request fails on its own; the thread and the batch go on.
+    return error_body(500, "internal", std::string("the conversion could not be processed: ") + e.what());
   }
 }
 

@@ -36,6 +36,9 @@ class Session;
 // the ingest pipeline. Everything here is touched only from the thread itself.
 struct Worker {
   asio::io_context ioc{1};
+  // Keeps run() going while sessions wait for a commit with no socket operation pending; the
+  // writer's completion wake-ups arrive later. shutdown() ends the loop with stop().
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::optional<tcp::acceptor> acceptor;
   std::optional<links::SnapshotReader> reader;
   std::unordered_set<Session*> sessions;
@@ -148,7 +151,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     shared_.services.metrics.requests_rejected_parse.fetch_add(1, std::memory_order_relaxed);
     unsigned status = 400;
     std::string code = "bad_request";
-    if (ec == bhttp::error::header_limit) {
+    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
       status = 431;
       code = "header_too_large";
     } else if (ec == bhttp::error::body_limit) {
@@ -270,7 +273,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   }
 
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_{8192};
+  beast::flat_buffer buffer_;  // bounded by the parser's header and body limits
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::string out_;
   Worker& worker_;
@@ -390,6 +393,7 @@ Server::Server(Services services) : impl_(std::make_unique<Impl>(services)) {
   }
   for (auto& w : impl_->workers) {
     accept_loop(*w, impl_->shared);
+    w->work.emplace(w->ioc.get_executor());
     w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
   }
 }

@@ -132,7 +132,7 @@ ParsedDestination checked_destination(std::string_view url, const std::vector<st
 
 // Normalizes and checks a whole program object (new, or an existing one with a patch applied).
 // Returns the object to store; secrets are carried over from `stored`.
-json::object validate_program(const json::object& in) {
+json::object validate_program(const json::object& in, const Catalog::RulesValidator& rules_ok) {
   json::object p;
   std::string id = req_string(in, "id", 40);
   if (!is_valid_program_id(id)) {
@@ -178,6 +178,11 @@ json::object validate_program(const json::object& in) {
   if (auto it = in.find("rewards"); it != in.end() && !it->value().is_null()) {
     if (!it->value().is_array()) {
       invalid("invalid_field", "rewards must be an array");
+    }
+    if (rules_ok) {
+      if (auto msg = rules_ok(it->value())) {
+        invalid("invalid_rewards", *msg);
+      }
     }
     p["rewards"] = it->value();
   } else {
@@ -389,7 +394,7 @@ std::shared_ptr<const Snapshot> Catalog::snapshot() const {
 
 AdminReply Catalog::create_program(const json::value& body) {
   try {
-    json::object p = validate_program(as_object(body, "the body"));
+    json::object p = validate_program(as_object(body, "the body"), rules_validator_);
     std::lock_guard lock(mutex_);
     std::string id = json::value_to<std::string>(p["id"]);
     if (state_->programs.count(id) != 0) {
@@ -446,7 +451,7 @@ AdminReply Catalog::patch_program(std::string_view id, const json::value& body) 
       }
       merged[k] = v;
     }
-    json::object p = validate_program(merged);
+    json::object p = validate_program(merged, rules_validator_);
     for (const char* k : {"program_key_sha256", "publishable_key", "webhook_secret", "created_ms"}) {
       p[k] = it->second.at(k);
     }

@@ -153,9 +153,12 @@ json::array Ledger::reward(DocTxn& txn,
   if (std::uint32_t days = tier_period_days(rules, type); days > 0) {
     std::uint64_t from = at_ms > days * 86'400'000ull ? at_ms - days * 86'400'000ull : 0;
     int index = type == "sale" ? store::kStatSales : store::kStatSignups;
-    std::int64_t n = 1;
-    (void)store_.scan_stats(store::stats_prefix(program.id, referrer), store::bucket_of(from),
-                            store::bucket_of(at_ms) + 1,
+    std::string prefix = store::stats_prefix(program.id, referrer);
+    std::uint32_t from_bucket = store::bucket_of(from);
+    std::uint32_t to_bucket = store::bucket_of(at_ms) + 1;
+    // Stored counts, plus those of earlier conversions in this same batch.
+    std::int64_t n = 1 + txn.pending_stat(prefix, from_bucket, to_bucket, index);
+    (void)store_.scan_stats(prefix, from_bucket, to_bucket,
                             [&](std::uint32_t, const std::vector<std::int64_t>& v) {
                               n += index < static_cast<int>(v.size()) ? v[index] : 0;
                             });

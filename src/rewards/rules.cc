@@ -28,15 +28,20 @@ std::optional<std::string> check_amounts(const json::value& v, const std::string
     return where + " needs exactly one of fixed_minor and percent";
   }
   for (const char* k : {"fixed_minor", "max_minor", "min_minor"}) {
-    if (auto it = o.find(k); it != o.end() && (!it->value().is_int64() && !it->value().is_uint64() ||
-                                                it->value().to_number<double>() < 0)) {
-      return where + "." + k + " must be a non-negative integer";
+    auto it = o.find(k);
+    if (it != o.end() && !(it->value().is_int64() && it->value().get_int64() >= 0 &&
+                           it->value().get_int64() <= 1'000'000'000'000'000)) {
+      return where + "." + k + " must be a non-negative integer of minor units";
     }
   }
   if (pct) {
     const json::value& p = o.at("percent");
-    if (!p.is_number() || p.to_number<double>() < 0 || p.to_number<double>() > 100) {
+    double v = p.is_number() ? p.to_number<double>() : -1;
+    if (v < 0 || v > 100) {
       return where + ".percent must be a number from 0 to 100";
+    }
+    if (std::abs(v * 100 - std::round(v * 100)) > 1e-6) {
+      return where + ".percent may have at most two decimals";
     }
   }
   return std::nullopt;

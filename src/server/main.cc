@@ -21,6 +21,7 @@
 #include "earnd/log/log.h"
 #include "earnd/metrics/metrics.h"
 #include "earnd/rewards/ledger.h"
+#include "earnd/rewards/rules.h"
 #include "earnd/webhooks/outbox.h"
 #include "earnd/store/store.h"
 
@@ -159,6 +160,8 @@ int serve(const earnd::config::Config& cfg) {
                            ? base_url(cfg, cfg.server.public_listen)
                            : configured_base;
     catalog = std::make_unique<links::Catalog>(*store, base);
+    catalog->set_rules_validator(
+        [](const boost::json::value& rules) { return rewards::validate_rules(rules); });
     ledger = std::make_unique<rewards::Ledger>(*store, *catalog);
     const auto& w = cfg.webhooks;
     outbox = std::make_unique<webhooks::Outbox>(

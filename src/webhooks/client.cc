@@ -1,7 +1,5 @@
 #include "client.h"
 
-#include <openssl/ssl.h>
-
 #include <memory>
 #include <utility>
 
@@ -15,6 +13,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url/parse.hpp>
+#include <openssl/ssl.h>
 
 namespace earnd::webhooks {
 namespace {
@@ -164,13 +163,13 @@ bool is_private_address(const asio::ip::address& address) noexcept {
 
   const std::uint32_t a = address.to_v4().to_uint();
   auto in = [a](std::uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
-  return in(0x00000000, 8)      // 0.0.0.0/8, "this network"
-         || in(0x7f000000, 8)   // 127.0.0.0/8
-         || in(0x0a000000, 8)   // 10.0.0.0/8
-         || in(0xac100000, 12)  // 172.16.0.0/12
-         || in(0xc0a80000, 16)  // 192.168.0.0/16
-         || in(0xa9fe0000, 16)  // 169.254.0.0/16, link-local (cloud metadata lives here)
-         || in(0x64400000, 10); // 100.64.0.0/10, carrier-grade NAT
+  return in(0x00000000, 8)       // 0.0.0.0/8, "this network"
+         || in(0x7f000000, 8)    // 127.0.0.0/8
+         || in(0x0a000000, 8)    // 10.0.0.0/8
+         || in(0xac100000, 12)   // 172.16.0.0/12
+         || in(0xc0a80000, 16)   // 192.168.0.0/16
+         || in(0xa9fe0000, 16)   // 169.254.0.0/16, link-local (cloud metadata lives here)
+         || in(0x64400000, 10);  // 100.64.0.0/10, carrier-grade NAT
 }
 
 asio::awaitable<Outcome> send_once(ssl::context& tls,

@@ -322,8 +322,7 @@ asio::awaitable<Outcome> Outbox::Impl::deliver(const Delivery& d) {
   std::string signature = sign(secret, d.id, timestamp_s, d.body);
   OutgoingRequest request{
       .id = d.id, .timestamp_s = timestamp_s, .signature = signature, .body = d.body};
-  co_return co_await send_once(tls, *target, request,
-                               std::chrono::milliseconds(options.timeout_ms),
+  co_return co_await send_once(tls, *target, request, std::chrono::milliseconds(options.timeout_ms),
                                options.allow_private);
 }
 
@@ -345,10 +344,10 @@ asio::awaitable<void> Outbox::Impl::attempt(std::string id) {
   entry.at_ms = now_ms();
   auto started = std::chrono::steady_clock::now();
   Outcome outcome = co_await deliver(*d);
-  entry.duration_ms = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                            started)
-          .count());
+  entry.duration_ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count());
   entry.status = outcome.status;
   entry.error = outcome.error;
   finish(std::move(*d), outcome, std::move(entry));
@@ -358,9 +357,9 @@ void Outbox::Impl::finish(Delivery d, const Outcome& outcome, AttemptLog entry) 
   attempts.fetch_add(1, std::memory_order_relaxed);
   d.attempts.push_back(std::move(entry));
   if (d.attempts.size() > kMaxAttemptsKept) {
-    d.attempts.erase(d.attempts.begin(),
-                     d.attempts.begin() + static_cast<std::ptrdiff_t>(d.attempts.size() -
-                                                                      kMaxAttemptsKept));
+    d.attempts.erase(
+        d.attempts.begin(),
+        d.attempts.begin() + static_cast<std::ptrdiff_t>(d.attempts.size() - kMaxAttemptsKept));
   }
   ++d.attempt_count;
   ++d.tries;
@@ -431,8 +430,8 @@ std::uint64_t Outbox::Impl::backoff_ms(std::uint32_t tries) {
   }
   step = std::min(step, options.max_retry_ms);
   std::uniform_real_distribution<double> jitter(0.5, 1.5);
-  return std::max<std::uint64_t>(1, static_cast<std::uint64_t>(static_cast<double>(step) *
-                                                               jitter(rng)));
+  return std::max<std::uint64_t>(
+      1, static_cast<std::uint64_t>(static_cast<double>(step) * jitter(rng)));
 }
 
 void Outbox::Impl::persist(const Delivery& d) {
@@ -456,7 +455,9 @@ Outbox::Outbox(store::Store& store, const links::Catalog& catalog, OutboxOptions
   impl_->load_index();
 }
 
-Outbox::~Outbox() { stop(); }
+Outbox::~Outbox() {
+  stop();
+}
 
 std::vector<std::string> Outbox::stage(store::Store::DocBatch& batch,
                                        const std::vector<Event>& events) {
@@ -582,7 +583,8 @@ std::pair<unsigned, std::string> Outbox::list(std::string_view program,
   if (!status.empty()) {
     state = parse_state(status);
     if (!state) {
-      return {400, reply_error(400, "invalid_field", "status must be pending, delivered or failed")};
+      return {400,
+              reply_error(400, "invalid_field", "status must be pending, delivered or failed")};
     }
   }
   page = std::max<std::size_t>(page, 1);

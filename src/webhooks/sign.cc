@@ -1,9 +1,9 @@
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "earnd/webhooks/outbox.h"
 
@@ -32,8 +32,8 @@ std::optional<std::string> base64_decode(std::string_view text) {
 
 std::string base64_encode(const unsigned char* data, std::size_t n) {
   std::string out(4 * ((n + 2) / 3) + 1, '\0');
-  int len = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data,
-                            static_cast<int>(n));
+  int len =
+      EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), data, static_cast<int>(n));
   out.resize(static_cast<std::size_t>(len));
   return out;
 }

@@ -361,12 +361,12 @@ TEST_F(PipelineTest, RejectsSubmitWhenLaneIsFull) {
 
 // A lane's thread may stop draining (main() stops the I/O threads before the pipeline), so the
 // writer must not wait for room in a lane's completion queue forever.
-TEST_F(PipelineTest, StopReturnsWhileCompletionsAreUndrained) {
+TEST_F(PipelineTest, RefusesClicksBeyondUndrainedCompletionsAndStopStillReturns) {
   make({.sync_each_batch = true, .queue_capacity = 4});
   pipeline_->start();
-  std::vector<CountingWaiter> waiters(8);
+  std::vector<CountingWaiter> waiters(5);
 
-  // The first four completions fill the lane's completion queue; nobody drains it.
+  // Four completions fill the lane's completion queue; nobody drains it.
   for (int i = 0; i < 4; ++i) {
     submit(0, click(kStartMs + i, i), &waiters[i]);
   }
@@ -374,18 +374,20 @@ TEST_F(PipelineTest, StopReturnsWhileCompletionsAreUndrained) {
     std::unique_lock lock(wake_mutex_);
     ASSERT_TRUE(wake_cv_.wait_for(lock, std::chrono::seconds(10), [&] { return wakes_ > 0; }));
   }
-  for (int i = 4; i < 8; ++i) {
-    submit(0, click(kStartMs + i, i), &waiters[i]);
-  }
+  // A fifth click with a waiter would need a fifth completion slot: refused, not queued.
+  EXPECT_FALSE(pipeline_->try_submit(
+      0, {.record = click(kStartMs + 4, 4), .dedupe_ms = 1000, .waiter = &waiters[4]}));
+
   auto stopped = std::async(std::launch::async, [this] { pipeline_->stop(); });
   bool returned = stopped.wait_for(std::chrono::seconds(3)) == std::future_status::ready;
-
-  // Unblock a stuck writer so the test can end, then report.
   while (stopped.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready) {
     pipeline_->drain_completions(0);
   }
   EXPECT_TRUE(returned) << "stop() waited for the lane to drain its completions";
-  EXPECT_EQ(sink_.clicks().size(), 8u);
+  EXPECT_EQ(sink_.clicks().size(), 4u);
+  pipeline_->drain_completions(0);
+  EXPECT_EQ(waiters[0].calls, 1);
+  EXPECT_EQ(waiters[4].calls, 0);
 }
 
 TEST_F(PipelineTest, RejectsSubmitAfterStop) {

@@ -372,7 +372,7 @@ TEST_F(LedgerTest, TierAppliesFromTheConversionThatReachesIt) {
 // Disabled while Ledger::reward counts the tier period from stored counters only: the earlier
 // conversions of the batch being processed are not stored yet, so they are missed. Enable it
 // with that fix.
-TEST_F(LedgerTest, DISABLED_TierCountsEarlierConversionsOfTheSameBatch) {
+TEST_F(LedgerTest, TierCountsEarlierConversionsOfTheSameBatch) {
   make_program(kTierAtThree);
   std::vector<json::object> bodies;
   for (int i = 1; i <= 3; ++i) {

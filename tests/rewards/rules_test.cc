@@ -262,13 +262,13 @@ TEST(ValidateRulesTest, RejectsBadAmounts) {
   EXPECT_EQ(problem(R"([{"event": "sale", "referee": {"fixed_minor": 1, "percent": 2}}])"),
             "rewards[0].referee needs exactly one of fixed_minor and percent");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"fixed_minor": -1}}])"),
-            "rewards[0].referrer.fixed_minor must be a non-negative integer");
+            "rewards[0].referrer.fixed_minor must be a non-negative integer of minor units");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"fixed_minor": 1.5}}])"),
-            "rewards[0].referrer.fixed_minor must be a non-negative integer");
+            "rewards[0].referrer.fixed_minor must be a non-negative integer of minor units");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"percent": 5, "max_minor": "9"}}])"),
-            "rewards[0].referrer.max_minor must be a non-negative integer");
+            "rewards[0].referrer.max_minor must be a non-negative integer of minor units");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"percent": 5, "min_minor": -2}}])"),
-            "rewards[0].referrer.min_minor must be a non-negative integer");
+            "rewards[0].referrer.min_minor must be a non-negative integer of minor units");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"percent": 100.5}}])"),
             "rewards[0].referrer.percent must be a number from 0 to 100");
   EXPECT_EQ(problem(R"([{"event": "sale", "referrer": {"percent": -1}}])"),

@@ -4,13 +4,13 @@
 // is decoded with OpenSSL's streaming base64 decoder and the MAC computed with EVP_MAC, neither
 // of which the code under test uses.
 
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
-
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
 
 namespace earnd::webhooks::testing {
 

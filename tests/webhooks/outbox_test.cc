@@ -1,8 +1,5 @@
 #include "earnd/webhooks/outbox.h"
 
-#include <openssl/evp.h>
-#include <openssl/x509.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +17,8 @@
 #include <boost/json.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
@@ -32,8 +31,8 @@ namespace {
 namespace asio = boost::asio;
 namespace json = boost::json;
 using namespace std::chrono_literals;
-using testing::Receiver;
 using ::testing::HasSubstr;
+using testing::Receiver;
 using ::testing::StartsWith;
 
 bool eventually(const std::function<bool()>& done, std::chrono::milliseconds timeout = 15s) {
@@ -47,9 +46,13 @@ bool eventually(const std::function<bool()>& done, std::chrono::milliseconds tim
   return true;
 }
 
-std::uint64_t num(const json::value& v) { return v.to_number<std::uint64_t>(); }
+std::uint64_t num(const json::value& v) {
+  return v.to_number<std::uint64_t>();
+}
 
-std::string str(const json::value& v) { return std::string(v.as_string()); }
+std::string str(const json::value& v) {
+  return std::string(v.as_string());
+}
 
 // A real store in a temporary directory, a catalog over it and an outbox under test.
 class OutboxTest : public ::testing::Test {
@@ -124,7 +127,8 @@ class OutboxTest : public ::testing::Test {
 
   // The listed form of one delivery (an empty object when it is not listed).
   json::object delivery(const std::string& id) {
-    for (const json::value& d : list().at("deliveries").as_array()) {
+    json::object all = list();
+    for (const json::value& d : all.at("deliveries").as_array()) {
       if (d.at("id").as_string() == id) {
         return d.as_object();
       }
@@ -260,7 +264,8 @@ TEST_F(OutboxTest, RefusesPrivateTargetsUnlessAllowed) {
   send(events);
 
   ASSERT_TRUE(eventually([&] { return total("failed") == urls.size(); }));
-  for (const json::value& d : list().at("deliveries").as_array()) {
+  json::object all = list();
+  for (const json::value& d : all.at("deliveries").as_array()) {
     EXPECT_EQ(num(d.at("attempt_count")), 1u) << json::serialize(d);
     EXPECT_EQ(d.at("attempts").as_array()[0].at("error"), "private address refused");
     EXPECT_EQ(d.at("failure"), "private address refused");
@@ -377,6 +382,32 @@ TEST_F(OutboxTest, TimesOutASilentReceiver) {
   EXPECT_GE(num(d.at("attempts").as_array()[0].at("duration_ms")), 250u);
 }
 
+TEST_F(OutboxTest, StopAbandonsAttemptsInFlightAndTheNextStartRetriesThem) {
+  std::uint16_t port = 0;
+  {
+    asio::io_context ioc;
+    asio::ip::tcp::acceptor silent(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+    port = silent.local_endpoint().port();
+    add_program("acme", "http://127.0.0.1:" + std::to_string(port) + "/hook");
+    OutboxOptions options = fast();
+    options.timeout_ms = 30'000;
+    open_outbox(options).start();
+    send({event("acme"), event("acme")});
+    std::this_thread::sleep_for(200ms);  // both attempts now wait for a response
+
+    auto started = std::chrono::steady_clock::now();
+    outbox_->stop();
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+    EXPECT_EQ(outbox_->stats().attempts, 0u);
+    EXPECT_EQ(outbox_->stats().pending, 2u);
+  }
+
+  Receiver receiver(port);
+  outbox_->start();  // the same outbox again
+  ASSERT_TRUE(receiver.wait_for(2, 10s));
+  EXPECT_TRUE(eventually([&] { return total("delivered") == 2; }));
+}
+
 TEST_F(OutboxTest, StageDoesNotWaitForADeadReceiver) {
   asio::io_context ioc;
   asio::ip::tcp::acceptor silent(ioc, {asio::ip::make_address("127.0.0.1"), 0});
@@ -485,7 +516,8 @@ TEST_F(OutboxTest, DeliversTwoThousandEventsToALoopbackReceiver) {
   auto started = std::chrono::steady_clock::now();
   EXPECT_FALSE(outbox_->emit(events));
   ASSERT_TRUE(eventually([&] { return outbox_->stats().delivered == kEvents; }, 60s));
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   std::printf("[ rate     ] %zu deliveries in %.3f s: %.0f per second (max_in_flight 16)\n",
               kEvents, seconds, kEvents / seconds);
   EXPECT_EQ(receiver.count(), kEvents);

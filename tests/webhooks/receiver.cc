@@ -83,34 +83,34 @@ void Receiver::accept() {
 }
 
 asio::awaitable<void> Receiver::session(tcp::socket socket) {
-    beast::tcp_stream stream(std::move(socket));
-    beast::flat_buffer buffer;
-    for (;;) {
-      stream.expires_after(std::chrono::seconds(5));
-      http::request<http::string_body> req;
-      auto [ec, n] = co_await http::async_read(stream, buffer, req, kAwait);
-      if (ec) {
-        co_return;  // closed, or not HTTP (a TLS hello, for instance)
-      }
-      unsigned status = 200;
-      {
-        std::lock_guard lock(mutex_);
-        if (status_) {
-          status = status_(requests_.size());
-        }
-        requests_.push_back({std::string(req.target()), header(req, "webhook-id"),
-                             header(req, "webhook-timestamp"), header(req, "webhook-signature"),
-                             header(req, "content-type"), header(req, "user-agent"), req.body()});
-      }
-      http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
-      res.body() = "ok";
-      res.keep_alive(req.keep_alive());
-      res.prepare_payload();
-      auto [wec, w] = co_await http::async_write(stream, res, kAwait);
-      if (wec || !req.keep_alive()) {
-        co_return;
-      }
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    stream.expires_after(std::chrono::seconds(5));
+    http::request<http::string_body> req;
+    auto [ec, n] = co_await http::async_read(stream, buffer, req, kAwait);
+    if (ec) {
+      co_return;  // closed, or not HTTP (a TLS hello, for instance)
     }
+    unsigned status = 200;
+    {
+      std::lock_guard lock(mutex_);
+      if (status_) {
+        status = status_(requests_.size());
+      }
+      requests_.push_back({std::string(req.target()), header(req, "webhook-id"),
+                           header(req, "webhook-timestamp"), header(req, "webhook-signature"),
+                           header(req, "content-type"), header(req, "user-agent"), req.body()});
+    }
+    http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
+    res.body() = "ok";
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    auto [wec, w] = co_await http::async_write(stream, res, kAwait);
+    if (wec || !req.keep_alive()) {
+      co_return;
+    }
+  }
 }
 
 }  // namespace earnd::webhooks::testing

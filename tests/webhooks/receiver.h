@@ -38,6 +38,7 @@ class Receiver {
   ~Receiver();
 
   std::uint16_t port() const { return port_; }
+
   std::string url(std::string_view scheme = "http") const;
 
   std::vector<ReceivedRequest> requests() const;

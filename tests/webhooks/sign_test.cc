@@ -1,11 +1,10 @@
-#include "earnd/webhooks/outbox.h"
-
 #include <string>
 #include <string_view>
 
 #include <gtest/gtest.h>
 
 #include "earnd/common/secrets.h"
+#include "earnd/webhooks/outbox.h"
 #include "hmac_reference.h"
 
 namespace earnd::webhooks {

@@ -387,6 +387,11 @@ int attribute(const AttributeArgs& a) {
     conversions.push_back({r.ts_ms, earnd::ingest::import_visitor_hash(hasher, r.visitor_id),
                            r.kind == "sale" ? r.amount_cents : 0});
   });
+  // In visitor order, consecutive lookups touch neighbouring keys of the visitor index, so they
+  // share blocks in the cache instead of each reading and decompressing its own.
+  std::sort(conversions.begin(), conversions.end(), [](const Conversion& x, const Conversion& y) {
+    return x.visitor_hash < y.visitor_hash;
+  });
   auto partials = attribute_all(*store, conversions,
                                 {.window_ms = *window, .model = *model, .program = a.program});
 

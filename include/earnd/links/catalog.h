@@ -155,6 +155,11 @@ class Catalog {
       std::function<void(const std::string& program, const std::string& type, boost::json::object)>;
   void set_event_hook(EventHook hook) { event_hook_ = std::move(hook); }
 
+  // Checks a program's "rewards" array when it is saved (the rewards module's validate_rules);
+  // returns a message for the 400 answer, or nullopt. Set before serving.
+  using RulesValidator = std::function<std::optional<std::string>(const boost::json::value&)>;
+  void set_rules_validator(RulesValidator v) { rules_validator_ = std::move(v); }
+
   // The program whose secret key (program_key) this is, or nullopt.
   std::optional<std::string> program_for_key(std::string_view key) const;
 
@@ -197,6 +202,7 @@ class Catalog {
   std::shared_ptr<const Snapshot> published_;  // accessed with std::atomic_load/store
   std::atomic<std::uint64_t> version_{0};
   EventHook event_hook_;
+  RulesValidator rules_validator_;
 };
 
 // A per-thread handle on the catalog's snapshot: one acquire load per request while nothing

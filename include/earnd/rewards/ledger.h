@@ -41,6 +41,12 @@ class DocTxn {
                         std::uint64_t at_ms,
                         int index,
                         std::int64_t amount) = 0;
+  // The sum of counter `index` added so far in this transaction under prefix (see
+  // store::stats_prefix) for buckets from <= b < to: what the store does not hold yet.
+  virtual std::int64_t pending_stat(std::string_view prefix,
+                                    std::uint32_t from_bucket,
+                                    std::uint32_t to_bucket,
+                                    int index) const = 0;
   // A webhook event to stage with this transaction.
   virtual void emit(std::string program, std::string type, boost::json::object data) = 0;
 

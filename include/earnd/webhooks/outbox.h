@@ -30,8 +30,8 @@ struct OutboxOptions {
   std::uint64_t first_retry_ms = 1'000;    // backoff base; doubles per attempt, with jitter
   std::uint64_t max_retry_ms = 3'600'000;  // cap of one backoff step
   std::uint64_t give_up_after_ms = 26ull * 3'600'000;  // at least 24 hours of retries
-  std::uint32_t timeout_ms = 10'000;       // connect + request + response, per attempt
-  std::uint32_t max_in_flight = 16;        // concurrent deliveries
+  std::uint32_t timeout_ms = 10'000;                   // connect + request + response, per attempt
+  std::uint32_t max_in_flight = 16;                    // concurrent deliveries
 };
 
 struct Event {

@@ -1,0 +1,400 @@
+// earnbench: drives a running earnd with a realistic click mix and reports throughput, latency
+// percentiles, errors and the server's own figures per click; `earnbench plan` turns such a
+// run into cores, memory and disk for a given load. Wiring only: the logic lives beside it.
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+
+#include "earnbench/admin_client.h"
+#include "earnbench/duration.h"
+#include "earnbench/load.h"
+#include "earnbench/plan.h"
+#include "earnbench/proc_stat.h"
+#include "earnbench/prometheus.h"
+#include "earnbench/result.h"
+#include "earnbench/target.h"
+
+namespace {
+
+namespace json = boost::json;
+using namespace earnbench;
+
+constexpr const char* kBenchProgram = "bench";
+
+struct Flags {
+  std::string url;
+  std::string duration = "10s";
+  std::uint64_t requests = 0;
+  unsigned connections = 16;
+  unsigned threads = 2;
+  double rate = 0;
+  std::size_t codes = 100;
+  double zipf = 1.1;
+  double new_conn_share = 0;
+  double bot_share = 0.02;
+  double conversions_per_click = 0;
+  std::string admin_url;
+  bool setup = false;
+  std::string code_prefix = "b";
+  std::string code;
+  std::string program_key;
+  std::string currency = "USD";
+  std::string timeout = "5s";
+  int server_pid = 0;
+  std::uint64_t seed = 1;
+  std::string json_file;
+};
+
+struct PlanFlags {
+  PlanRequest request;
+  std::string from_json;
+};
+
+// Startup errors: the usage is wrong or earnd cannot be prepared. main() prints them and exits 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void add_run_options(CLI::App& app, Flags& f) {
+  app.add_option("--url", f.url, "earnd's public listener, http://HOST:PORT (required)");
+  app.add_option("--duration", f.duration, "How long to send clicks: 10s, 500ms, 2m")
+      ->capture_default_str();
+  app.add_option("--requests", f.requests, "Stop after this many clicks (0: duration only)");
+  app.add_option("--connections", f.connections, "Concurrent connections")->capture_default_str();
+  app.add_option("--threads", f.threads, "Threads, each with its own io_context")
+      ->capture_default_str();
+  app.add_option("--rate", f.rate, "Clicks per second in total: open loop; absent: closed loop");
+  app.add_option("--codes", f.codes, "Number of link codes")->capture_default_str();
+  app.add_option("--zipf", f.zipf, "Popularity skew of the codes (Zipf exponent)")
+      ->capture_default_str();
+  app.add_option("--new-conn-share", f.new_conn_share,
+                 "Share of clicks sent on a new connection of their own")
+      ->capture_default_str();
+  app.add_option("--bot-share", f.bot_share, "Share of clicks with a crawler user agent")
+      ->capture_default_str();
+  app.add_option("--conversions-per-click", f.conversions_per_click,
+                 "Share of clicks followed by POST /v1/conversions (a sale naming the click)")
+      ->capture_default_str();
+  app.add_option("--admin-url", f.admin_url,
+                 "earnd's admin listener, for --setup and /metrics (key from EARND_ADMIN_KEY)");
+  app.add_flag("--setup", f.setup,
+               "Create program 'bench' and its links <prefix>000.. through the admin API first");
+  app.add_option("--code-prefix", f.code_prefix, "Prefix of the bench link codes")
+      ->capture_default_str();
+  app.add_option("--code", f.code, "Click only this one existing code");
+  app.add_option("--program-key", f.program_key, "Program key for conversions without --setup")
+      ->envname("EARND_PROGRAM_KEY");
+  app.add_option("--currency", f.currency, "Currency of the conversions")->capture_default_str();
+  app.add_option("--timeout", f.timeout, "Per-request timeout")->capture_default_str();
+  app.add_option("--server-pid", f.server_pid,
+                 "earnd's pid, for its CPU time and memory from /proc/<pid>/stat");
+  app.add_option("--seed", f.seed, "Seed of the random choices")->capture_default_str();
+  app.add_option("--json", f.json_file, "Write the result as JSON to this file");
+}
+
+std::chrono::nanoseconds duration_flag(const std::string& text, const char* name) {
+  auto d = parse_duration(text);
+  if (!d || d->count() <= 0) {
+    throw UsageError(std::string(name) + ": '" + text + "' is not a duration such as 10s or 500ms");
+  }
+  return *d;
+}
+
+void check_share(double v, const char* name) {
+  if (!(v >= 0 && v <= 1)) {
+    throw UsageError(std::string(name) + " must lie between 0 and 1");
+  }
+}
+
+Scenario validate(const Flags& f) {
+  if (f.url.empty()) {
+    throw UsageError("--url is required (earnd's public listener, e.g. http://127.0.0.1:8080)");
+  }
+  if (f.connections == 0 || f.threads == 0 || f.codes == 0) {
+    throw UsageError("--connections, --threads and --codes must be at least 1");
+  }
+  if (f.rate < 0 || f.zipf < 0) {
+    throw UsageError("--rate and --zipf cannot be negative");
+  }
+  check_share(f.new_conn_share, "--new-conn-share");
+  check_share(f.bot_share, "--bot-share");
+  check_share(f.conversions_per_click, "--conversions-per-click");
+
+  return Scenario{
+      .url = f.url,
+      .rate = f.rate,
+      .connections = f.connections,
+      .threads = std::min(f.threads, f.connections),
+      .codes = f.code.empty() ? f.codes : 1,
+      .zipf = f.zipf,
+      .new_conn_share = f.new_conn_share,
+      .bot_share = f.bot_share,
+      .conversions_per_click = f.conversions_per_click,
+      .duration_s = duration_flag(f.duration, "--duration").count() / 1e9,
+      .max_requests = f.requests,
+      .timeout_s = duration_flag(f.timeout, "--timeout").count() / 1e9,
+  };
+}
+
+HttpEndpoint endpoint_flag(const std::string& url, const char* name) {
+  auto e = parse_http_url(url);
+  if (!e) {
+    throw UsageError(std::string(name) + ": '" + url + "' is not http://HOST:PORT");
+  }
+  return *e;
+}
+
+json::object program_body(const std::string& currency) {
+  return {
+      {"id", kBenchProgram},
+      {"name", "earnbench"},
+      {"currency", currency},
+      {"destination", "https://shop.example.com/landing?src=bench"},
+      {"allowed_hosts", json::array{"shop.example.com"}},
+      {"attribution",
+       {{"model", "last_click"}, {"window_days", 30}, {"cookie_days", 30}, {"dedupe_minutes", 60}}},
+      {"rewards", json::array{json::object{{"event", "sale"},
+                                           {"referrer", {{"percent", 10}, {"max_minor", 10000}}}}}},
+      {"hold_days", 0},
+  };
+}
+
+std::string key_from(const HttpReply& r) {
+  auto v = json::parse(r.body);
+  return json::value_to<std::string>(v.at("program_key"));
+}
+
+// Creates program `bench` (or, when it exists and a key is needed, rotates its keys: the key
+// is shown only once) and one referrer per code. Returns the program key, or "" when the
+// program existed and no key was asked for.
+std::string setup_bench(AdminClient& admin,
+                        const std::vector<std::string>& codes,
+                        const std::string& currency,
+                        bool need_key) {
+  std::string key;
+  HttpReply created = admin.call("POST", "/v1/programs", json::serialize(program_body(currency)));
+  if (created.status == 201) {
+    key = key_from(created);
+  } else if (created.status == 409 && need_key) {
+    HttpReply rotated = admin.call("POST", std::string("/v1/programs/") + kBenchProgram + "/keys");
+    if (rotated.status != 200) {
+      throw UsageError("setup: rotating the bench program's keys answered " +
+                       std::to_string(rotated.status) + ": " + rotated.body);
+    }
+    key = key_from(rotated);
+  } else if (created.status != 409) {
+    throw UsageError("setup: creating program bench answered " + std::to_string(created.status) +
+                     ": " + created.body);
+  }
+
+  std::string target = std::string("/v1/programs/") + kBenchProgram + "/referrers";
+  for (const std::string& code : codes) {
+    json::object body{{"external_id", "bench-" + code}, {"name", "bench " + code}, {"code", code}};
+    HttpReply r = admin.call("POST", target, json::serialize(body));
+    if (r.status != 201 && r.status != 409) {
+      throw UsageError("setup: creating link " + code + " answered " + std::to_string(r.status) +
+                       ": " + r.body);
+    }
+  }
+  std::cerr << "earnbench: setup done: program " << kBenchProgram << ", " << codes.size()
+            << " links\n";
+  return key;
+}
+
+// Reads /metrics; an empty snapshot (and the reason in `skipped`) when it cannot.
+MetricsSnapshot read_metrics(AdminClient* admin, std::string& skipped) {
+  if (admin == nullptr) {
+    return {};
+  }
+  try {
+    HttpReply r = admin->call("GET", "/metrics");
+    if (r.status == 200) {
+      return MetricsSnapshot::parse(r.body);
+    }
+    skipped = "/metrics answered " + std::to_string(r.status);
+  } catch (const std::exception& e) {
+    skipped = e.what();
+  }
+  return {};
+}
+
+std::optional<ProcUsage> read_proc(int pid) {
+  return pid > 0 ? read_proc_usage(static_cast<pid_t>(pid)) : std::nullopt;
+}
+
+RunResult collect(const Scenario& s, const LoadResult& load) {
+  const LoadStats& st = load.stats;
+  RunResult r;
+  r.scenario = s;
+  r.elapsed_s = static_cast<double>(load.elapsed.count()) / 1e9;
+  r.requests = st.responses;
+  r.redirects = st.by_status[302];
+  r.new_connections = st.new_connections;
+  r.bot_requests = st.bot_requests;
+  r.latency = summarize(st.latency);
+  r.errors.connect = st.connect_errors;
+  r.errors.write = st.write_errors;
+  r.errors.read = st.read_errors;
+  r.errors.timeout = st.timeouts;
+  for (unsigned code = 0; code < st.by_status.size(); ++code) {
+    if (code != 302 && st.by_status[code] > 0) {
+      r.errors.status[code] = st.by_status[code];
+    }
+  }
+  r.conversions_sent = st.conversions_sent;
+  r.conversions_accepted = st.conversions_accepted;
+  r.machine_cpus = std::thread::hardware_concurrency();
+  return r;
+}
+
+void write_json(const std::string& path, const json::object& doc) {
+  std::ofstream out(path);
+  out << pretty_json(doc);
+  if (!out) {
+    throw UsageError("cannot write " + path);
+  }
+}
+
+int run_bench(const Flags& f) {
+  Scenario scenario = validate(f);
+  LoadOptions opt{
+      .endpoint = endpoint_flag(f.url, "--url"),
+      .codes = bench_codes(f.code_prefix, f.codes, f.code),
+      .zipf = f.zipf,
+      .duration = duration_flag(f.duration, "--duration"),
+      .max_requests = f.requests,
+      .connections = f.connections,
+      .threads = scenario.threads,
+      .rate = f.rate,
+      .new_conn_share = f.new_conn_share,
+      .bot_share = f.bot_share,
+      .conversions_per_click = f.conversions_per_click,
+      .program_key = f.program_key,
+      .currency = f.currency,
+      .timeout = duration_flag(f.timeout, "--timeout"),
+      .seed = f.seed,
+  };
+
+  // The admin listener is optional: without it there is no set-up and no server figures.
+  std::optional<AdminClient> admin;
+  std::string skipped;
+  const char* key = std::getenv("EARND_ADMIN_KEY");
+  if (f.admin_url.empty()) {
+    skipped = "no --admin-url";
+  } else if (key == nullptr || *key == '\0') {
+    skipped = "EARND_ADMIN_KEY is not set";
+  } else {
+    admin.emplace(endpoint_flag(f.admin_url, "--admin-url"), key);
+  }
+  if (f.setup) {
+    if (!admin) {
+      throw UsageError("--setup needs --admin-url and EARND_ADMIN_KEY (" + skipped + ")");
+    }
+    std::string program_key =
+        setup_bench(*admin, opt.codes, f.currency, f.conversions_per_click > 0);
+    if (!program_key.empty()) {
+      opt.program_key = program_key;
+    }
+  }
+  if (opt.conversions_per_click > 0 && opt.program_key.empty()) {
+    std::cerr << "earnbench: no program key (--setup, --program-key or EARND_PROGRAM_KEY): "
+                 "sending no conversions\n";
+    opt.conversions_per_click = 0;
+    scenario.conversions_per_click = 0;
+  }
+
+  AdminClient* admin_ptr = admin ? &*admin : nullptr;
+  MetricsSnapshot before = read_metrics(admin_ptr, skipped);
+  auto proc_before = read_proc(f.server_pid);
+  LoadResult load = run_load(opt);
+  auto proc_after = read_proc(f.server_pid);
+  MetricsSnapshot after = read_metrics(admin_ptr, skipped);
+
+  RunResult result = collect(scenario, load);
+  result.server = server_figures(before, after, proc_before, proc_after, result.elapsed_s,
+                                 result.requests + result.conversions_sent);
+  if (before.empty() || after.empty()) {
+    result.server.skipped = skipped.empty() ? "/metrics was empty" : skipped;
+  }
+  if (f.server_pid > 0 && !proc_before) {
+    result.server.cpu_source = "skipped: cannot read /proc/" + std::to_string(f.server_pid) + "/stat";
+  }
+
+  std::cout << summary_text(result);
+  if (!f.json_file.empty()) {
+    write_json(f.json_file, to_json(result));
+  }
+  return 0;
+}
+
+int run_plan(const PlanFlags& p) {
+  if (p.from_json.empty()) {
+    std::cerr << "earnbench plan needs a measured run: run earnbench against earnd on this machine "
+                 "with --admin-url, --server-pid and --json RESULT.json, then pass "
+                 "--from-json RESULT.json\n";
+    return 2;
+  }
+  std::ifstream in(p.from_json);
+  if (!in) {
+    throw UsageError("cannot read " + p.from_json);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  boost::system::error_code ec;
+  json::value doc = json::parse(text.str(), ec);
+  if (ec) {
+    throw UsageError(p.from_json + " is not JSON: " + ec.message());
+  }
+  MeasuredRun run = measured_run_from_json(doc, p.from_json);
+  std::cout << plan_text(p.request, run, make_plan(p.request, run));
+  return 0;
+}
+
+void add_plan_options(CLI::App& plan, PlanFlags& p) {
+  plan.add_option("--clicks-per-day", p.request.clicks_per_day, "Clicks per day")->required();
+  plan.add_option("--peak-factor", p.request.peak_factor, "Peak rate over the day's mean")
+      ->required();
+  plan.add_option("--retention-days", p.request.retention_days, "Days clicks are kept")
+      ->required();
+  plan.add_option("--from-json", p.from_json, "Result file of a measured earnbench run");
+  plan.add_option("--target-utilization", p.request.target_utilization,
+                  "Share of each core the peak may use")
+      ->capture_default_str();
+  plan.add_option("--disk-headroom", p.request.disk_headroom,
+                  "Factor over the bytes written per click")
+      ->capture_default_str();
+  plan.add_option("--memory-headroom", p.request.memory_headroom,
+                  "Factor over the measured resident set")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"earnbench: load generator and capacity planner for earnd"};
+  Flags flags;
+  PlanFlags plan_flags;
+  add_run_options(app, flags);
+  app.set_config("--scenario", "", "TOML scenario file with the same keys as the flags");
+  CLI::App* plan = app.add_subcommand("plan", "Cores, memory and disk for a load, from a run");
+  add_plan_options(*plan, plan_flags);
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    return plan->parsed() ? run_plan(plan_flags) : run_bench(flags);
+  } catch (const std::exception& e) {
+    std::cerr << "earnbench: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,164 @@
+#include "earnbench/plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include <boost/json.hpp>
+#include <fmt/format.h>
+
+#include "earnbench/result.h"
+
+namespace earnbench {
+namespace json = boost::json;
+
+namespace {
+
+std::optional<double> number_at(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  if (it == o.end() || !it->value().is_number()) {
+    return std::nullopt;
+  }
+  return it->value().to_number<double>();
+}
+
+const json::object* object_at(const json::object& o, std::string_view key) {
+  auto it = o.find(key);
+  return it != o.end() && it->value().is_object() ? &it->value().get_object() : nullptr;
+}
+
+}  // namespace
+
+MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
+  if (!doc.is_object()) {
+    throw std::runtime_error(source + " is not an earnbench result (not a JSON object)");
+  }
+  const json::object& o = doc.get_object();
+  MeasuredRun run;
+  run.source = std::move(source);
+  run.throughput_rps = number_at(o, "throughput_rps").value_or(0);
+  if (run.throughput_rps <= 0) {
+    throw std::runtime_error(run.source + " has no positive throughput_rps");
+  }
+
+  if (const json::object* server = object_at(o, "server")) {
+    run.cpu_cores_used = number_at(*server, "cpu_cores_used");
+    run.bytes_per_click = number_at(*server, "bytes_written_per_click");
+    run.rss_bytes = number_at(*server, "rss_bytes");
+  }
+  if (const json::object* latency = object_at(o, "latency_us")) {
+    run.p99_us = number_at(*latency, "p99");
+  }
+  if (const json::object* errors = object_at(o, "errors")) {
+    run.errors = number_at(*errors, "total").value_or(0);
+  }
+  if (const json::object* machine = object_at(o, "machine")) {
+    run.machine_cpus = static_cast<unsigned>(number_at(*machine, "cpus").value_or(0));
+  }
+  if (const json::object* scenario = object_at(o, "scenario")) {
+    if (auto it = scenario->find("mode"); it != scenario->end() && it->value().is_string()) {
+      run.mode = std::string(it->value().get_string());
+    }
+  }
+  return run;
+}
+
+Plan make_plan(const PlanRequest& req, const MeasuredRun& run) {
+  Plan p;
+  p.mean_rps = req.clicks_per_day / 86400.0;
+  p.peak_rps = p.mean_rps * req.peak_factor;
+  p.stored_clicks = req.clicks_per_day * req.retention_days;
+
+  if (run.cpu_cores_used && *run.cpu_cores_used > 0) {
+    p.rps_per_core = run.throughput_rps / *run.cpu_cores_used;
+    double usable = *p.rps_per_core * req.target_utilization;
+    p.cores = static_cast<unsigned>(std::max(1.0, std::ceil(p.peak_rps / usable)));
+  }
+  if (run.rss_bytes) {
+    p.memory_bytes = *run.rss_bytes * req.memory_headroom;
+  }
+  if (run.bytes_per_click) {
+    p.disk_bytes = p.stored_clicks * *run.bytes_per_click * req.disk_headroom;
+  }
+  return p;
+}
+
+std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan& p) {
+  std::string out = fmt::format(
+      "earnbench plan: {} clicks/day, peak factor {}, retention {} days\n\n",
+      group_digits(req.clicks_per_day), req.peak_factor, req.retention_days);
+
+  out += fmt::format(
+      "Derived from the measured run in {} on this machine ({} CPUs, load generator on the same "
+      "cores):\n  {} {} req/s",
+      run.source, run.machine_cpus, run.mode.empty() ? "a" : run.mode, group_digits(run.throughput_rps));
+  if (run.cpu_cores_used) {
+    out += fmt::format(" using {:.2f} server cores", *run.cpu_cores_used);
+  }
+  if (run.p99_us) {
+    out += fmt::format(", p99 {} us", group_digits(*run.p99_us));
+  }
+  out += fmt::format(", {} errors.\n", group_digits(run.errors));
+  if (run.errors > 0) {
+    out += "Warning: that run had errors, so its figures may not describe a healthy server.\n";
+  }
+  out += "\n";
+
+  out += fmt::format("  mean rate    {:.1f} clicks/s\n", p.mean_rps);
+  out += fmt::format("  peak rate    {:.1f} clicks/s (mean x {})\n", p.peak_rps, req.peak_factor);
+  if (p.cores) {
+    out += fmt::format(
+        "  cores        {}  (peak / ({} req/s per core measured x {:.0f}% target utilization), at "
+        "least 1)\n",
+        *p.cores, group_digits(*p.rps_per_core), req.target_utilization * 100);
+  } else {
+    out += "  cores        n/a: the run has no server CPU figure (rerun earnbench with "
+           "--admin-url and --server-pid)\n";
+  }
+  if (p.memory_bytes) {
+    out += fmt::format("  memory       {}  (server RSS measured at the end of the run, {}, x {})\n",
+                       human_bytes(*p.memory_bytes), human_bytes(*run.rss_bytes), req.memory_headroom);
+  } else {
+    out += "  memory       n/a: the run has no server RSS (rerun earnbench with --server-pid)\n";
+  }
+  if (p.disk_bytes) {
+    out += fmt::format(
+        "  disk         {}  ({} stored clicks x {:.1f} B per click x {} headroom)\n",
+        human_bytes(*p.disk_bytes), group_digits(p.stored_clicks), *run.bytes_per_click,
+        req.disk_headroom);
+  } else {
+    out += "  disk         n/a: the run has no bytes per click (rerun earnbench with --admin-url)\n";
+  }
+
+  if (p.peak_rps > run.throughput_rps) {
+    out += fmt::format(
+        "\nNote: the peak is above the {} req/s the measured run reached, so that run does not "
+        "show one\nserver sustaining it; the core count assumes the work spreads over servers or "
+        "cores linearly.\n",
+        group_digits(run.throughput_rps));
+  }
+
+  out += fmt::format(
+      "\nAssumed:\n"
+      "  - CPU per click stays what the run measured, so cores scale linearly with the rate, and "
+      "the\n    peak may use {:.0f}% of each core;\n"
+      "  - bytes per click are what earnd handed to RocksDB per stored click in that run (before\n"
+      "    compression and compaction), x{} for compaction, the write-ahead log and free space;\n"
+      "  - memory does not grow with the number of stored clicks (earnd's design), so the RSS "
+      "measured\n    at the end of the run, x{}, covers any retention;\n"
+      "  - another machine, durability setting or traffic mix needs a run of its own.\n",
+      req.target_utilization * 100, req.disk_headroom, req.memory_headroom);
+  return out;
+}
+
+std::string human_bytes(double bytes) {
+  constexpr const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  int unit = 0;
+  while (bytes >= 1000 && unit < 5) {
+    bytes /= 1000;
+    ++unit;
+  }
+  return fmt::format("{:.1f} {}", bytes, kUnits[unit]);
+}
+
+}  // namespace earnbench
