@@ -29,6 +29,10 @@ install_packages() {
 # build_release: configure once, then build everything into build/ (programs in build/bin).
 build_release() {
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+  # Paths under the checkout are hashed relative to it, so a clone in another folder (CI)
+  # reuses the objects of an earlier build.
+  export CCACHE_BASEDIR=$ROOT
+  export CCACHE_NOHASHDIR=1
   if [[ ! -f build/CMakeCache.txt ]]; then
     cmake --preset release >/dev/null
   fi
