@@ -58,7 +58,10 @@ std::uint64_t LatencyHistogram::percentile(double pct) const {
 
   // The rank of the value asked for, 1-based: the smallest value with at least pct percent of
   // the values at or below it.
-  double wanted = std::ceil(std::clamp(pct, 0.0, 100.0) / 100.0 * static_cast<double>(count_));
+  // The small allowance keeps 99.9 % of 1000 at rank 999 although 99.9 / 100 * 1000 comes out
+  // a hair above 999 in binary floating point.
+  double exact = std::clamp(pct, 0.0, 100.0) / 100.0 * static_cast<double>(count_);
+  double wanted = std::ceil(exact - 1e-9 * std::max(1.0, exact));
   std::uint64_t rank = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(wanted));
 
   const Axis& axis = hist_.axis();

@@ -9,6 +9,7 @@ DEB_PACKAGES=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   librocksdb-dev libxxhash-dev libhyperscan-dev libssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
+  libhowardhinnant-date-dev tzdata
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 
