@@ -29,6 +29,8 @@ class EarndCategory final : public boost::system::error_category {
         return "overloaded";
       case Errc::kShuttingDown:
         return "shutting down";
+      case Errc::kNoSpace:
+        return "no space left on the data directory's file system";
     }
     return "unknown earnd error";
   }

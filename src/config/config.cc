@@ -132,6 +132,7 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("max_batch", c.storage.max_batch);
     t.read("queue_capacity", c.storage.queue_capacity);
     t.read("block_cache_mb", c.storage.block_cache_mb);
+    t.read("min_free_mb", c.storage.min_free_mb);
     c.storage.durability = parse_durability(durability);
   }
   {

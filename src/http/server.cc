@@ -110,6 +110,38 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     stream_.expires_after(std::chrono::milliseconds(idle ? cfg().idle_timeout_ms
                                                          : cfg().read_timeout_ms));
     reading_ = true;
+    header_bytes_ = 0;
+    read_header_part(idle);
+  }
+
+  // Reads the header in parts and counts its bytes. Beast's header limit bounds only the part
+  // not yet parsed, so a header of many small fields arriving in several segments would pass
+  // it; the total is checked here instead.
+  void read_header_part(bool idle) {
+    bhttp::async_read_some(stream_, buffer_, *parser_,
+                           [self = shared_from_this(), idle](beast::error_code ec, std::size_t n) {
+                             self->on_header_part(ec, n, idle);
+                           });
+  }
+
+  void on_header_part(beast::error_code ec, std::size_t n, bool idle) {
+    if (ec) {
+      return on_read(ec);
+    }
+    if (idle && header_bytes_ == 0 && n > 0) {
+      // A request has begun on a kept-alive connection: from now on it has the read timeout.
+      stream_.expires_after(std::chrono::milliseconds(cfg().read_timeout_ms));
+    }
+    header_bytes_ += n;
+    if (header_bytes_ > cfg().max_header_bytes) {
+      return on_read(bhttp::error::header_limit);
+    }
+    if (!parser_->is_header_done()) {
+      return read_header_part(idle && header_bytes_ == 0);
+    }
+    if (parser_->is_done()) {
+      return on_read({});
+    }
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = shared_from_this()](beast::error_code ec, std::size_t) {
                         self->on_read(ec);
@@ -282,6 +314,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   std::shared_ptr<Session> self_;
   std::chrono::steady_clock::time_point read_done_;
   std::uint64_t requests_ = 0;
+  std::size_t header_bytes_ = 0;  // of the request being read
   bool reading_ = false;
   bool keep_alive_ = true;
   bool http10_ = false;
@@ -298,8 +331,11 @@ void accept_loop(Worker& w, Shared& shared) {
       return;
     }
     std::uint32_t open = shared.open.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (open > shared.services.config.server.max_connections ||
-        shared.draining.load(std::memory_order_relaxed)) {
+    // The cap guards against floods of public clients; the admin listener stays reachable
+    // through them, so an operator can still read /metrics and act.
+    // LIMIT: admin connections have no cap of their own; the listener is on loopback by default.
+    bool over_cap = w.kind == Kind::kPublic && open > shared.services.config.server.max_connections;
+    if (over_cap || shared.draining.load(std::memory_order_relaxed)) {
       shared.open.fetch_sub(1, std::memory_order_relaxed);
       shared.services.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
       beast::error_code ignored;

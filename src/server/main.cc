@@ -81,7 +81,8 @@ int serve(const earnd::config::Config& cfg) {
             cfg.server.io_threads);
 
   auto store = store::Store::open({.data_dir = cfg.storage.data_dir,
-                                   .block_cache_mb = cfg.storage.block_cache_mb});
+                                   .block_cache_mb = cfg.storage.block_cache_mb,
+                                   .min_free_bytes = std::uint64_t{cfg.storage.min_free_mb} << 20});
   auto bots = ingest::BotClassifier::from_embedded();
   metrics::Metrics metrics;
   std::vector<std::string> reasons;

@@ -58,6 +58,7 @@ void expect_same_rest(const Config& a, const Config& b) {
   EXPECT_EQ(a.storage.max_batch, b.storage.max_batch);
   EXPECT_EQ(a.storage.queue_capacity, b.storage.queue_capacity);
   EXPECT_EQ(a.storage.block_cache_mb, b.storage.block_cache_mb);
+  EXPECT_EQ(a.storage.min_free_mb, b.storage.min_free_mb);
   EXPECT_EQ(a.clicks.visitor_secret, b.clicks.visitor_secret);
   EXPECT_EQ(a.clicks.shard_count, b.clicks.shard_count);
   EXPECT_EQ(a.clicks.dedupe_capacity, b.clicks.dedupe_capacity);

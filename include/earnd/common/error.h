@@ -28,6 +28,7 @@ enum class Errc {
   kConflict = 7,
   kOverloaded = 8,
   kShuttingDown = 9,
+  kNoSpace = 10,  // the data directory's file system is below its free-space reserve
 };
 
 // The category of Errc codes; a process-wide singleton, safe from any thread.

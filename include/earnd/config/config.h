@@ -40,6 +40,7 @@ struct StorageConfig {
   std::uint32_t max_batch = 4096;
   std::uint32_t queue_capacity = 65'536;
   std::uint32_t block_cache_mb = 64;
+  std::uint32_t min_free_mb = 64;  // free-space reserve below which writes are refused; 0: off
 };
 
 struct ClicksConfig {

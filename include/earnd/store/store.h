@@ -18,6 +18,10 @@
 #include "earnd/common/error.h"
 #include "earnd/common/click.h"
 
+namespace rocksdb {
+class FileSystem;
+}
+
 namespace earnd::store {
 
 enum class OpenMode {
@@ -29,6 +33,14 @@ struct StoreOptions {
   std::string data_dir;
   OpenMode mode = OpenMode::kReadWrite;
   std::uint32_t block_cache_mb = 64;
+  // Writes are refused with Errc::kNoSpace, without reaching RocksDB, while the data directory's
+  // file system has fewer free bytes than this (checked on each write call); 0 turns the check
+  // off. RocksDB itself must never meet a full disk: Debian's build aborts on some of its
+  // write-error paths, and flushes and compactions need room.
+  std::uint64_t min_free_bytes = 0;
+  // Fault-injection tests only: the file system RocksDB goes through (one that can drop unsynced
+  // bytes, as a power cut does). Null: the operating system's. Must outlive the store.
+  std::shared_ptr<rocksdb::FileSystem> file_system = nullptr;
 };
 
 // Click counters are kept per link and per 15-minute bucket (minutes since the epoch / 15), fine

@@ -1,0 +1,156 @@
+// Security properties that can be checked from outside: no raw client address and no raw
+// program key ever reaches the data directory or the log, the admin listener is on loopback by
+// default and earnd refuses to start without an admin key, and the click cookie carries
+// HttpOnly, SameSite=Lax and, where configured, Secure.
+
+#include <arpa/inet.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "earnd/config/config.h"
+#include "reliability_fixture.h"
+
+namespace earnd::reliability {
+namespace {
+
+using integration::click_id_of;
+
+// Documentation addresses (RFC 5737, RFC 3849), so a hit cannot come from elsewhere.
+const std::vector<std::string> kClientV4 = {"203.0.113.77", "198.51.100.23", "192.0.2.199"};
+const std::vector<std::string> kClientV6 = {"2001:db8::beef:77", "2001:db8:85a3::8a2e:370:7334"};
+
+// Every file under dir (and the extra files), read whole.
+std::vector<std::pair<std::string, std::string>> read_tree(const std::filesystem::path& dir) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) {
+      std::ifstream in(e.path(), std::ios::binary);
+      out.emplace_back(e.path().string(), std::string(std::istreambuf_iterator<char>(in), {}));
+    }
+  }
+  return out;
+}
+
+// The text form and the network-order bytes of an address.
+std::vector<std::string> forms_of(const std::string& address) {
+  std::vector<std::string> forms{address};
+  unsigned char bytes[16];
+  if (::inet_pton(AF_INET, address.c_str(), bytes) == 1) {
+    forms.emplace_back(reinterpret_cast<char*>(bytes), 4);
+  } else if (::inet_pton(AF_INET6, address.c_str(), bytes) == 1) {
+    forms.emplace_back(reinterpret_cast<char*>(bytes), 16);
+  }
+  return forms;
+}
+
+class SecurityTest : public ReliabilityTest {};
+
+TEST_F(SecurityTest, DataDirectoryAndLogHoldNoRawClientAddress) {
+  use_config("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  std::vector<std::string> all = kClientV4;
+  all.insert(all.end(), kClientV6.begin(), kClientV6.end());
+
+  int clicks = 0, n = 0;
+  for (const auto& ip : all) {
+    for (int i = 0; i < 20; ++i) {
+      HttpResponse r = integration::fetch(
+          public_endpoint(), "GET", "/r/ana?utm_source=sec",
+          {{"User-Agent", std::string(integration::kBrowserUa)}, {"X-Forwarded-For", ip}});
+      ASSERT_EQ(r.status, 302);
+      clicks += !click_id_of(r).empty();
+    }
+    HttpResponse conv = integration::fetch(
+        public_endpoint(), "POST", "/v1/conversions",
+        {{"Authorization", "Bearer " + program_key_}, {"X-Forwarded-For", ip}},
+        boost::json::serialize(boost::json::object{{"event_id", "ev_" + std::to_string(n)},
+                                                   {"type", "signup"},
+                                                   {"customer_id", "cus_" + std::to_string(n)}}));
+    ++n;
+    EXPECT_EQ(conv.status, 201) << conv.body;
+  }
+  // Clicks and conversions reach disk, also in SST files, before the search.
+  ASSERT_EQ(stop_server(), 0);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_EQ(stop_server(), 0);
+
+  auto files = read_tree(data_dir());
+  std::ifstream log_in(scratch_dir() / "earnd.log", std::ios::binary);
+  files.emplace_back("earnd.log", std::string(std::istreambuf_iterator<char>(log_in), {}));
+  std::size_t bytes = 0;
+  int hits = 0;
+  for (const auto& [name, content] : files) {
+    bytes += content.size();
+    for (const auto& ip : all) {
+      for (const auto& form : forms_of(ip)) {
+        if (content.find(form) != std::string::npos) {
+          ADD_FAILURE() << name << " holds client address " << ip
+                        << (form == ip ? " as text" : " in binary");
+          ++hits;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(clicks, static_cast<int>(all.size()) * 20);
+  EXPECT_GT(files.size(), 5u);
+  report_figures("raw_ip_search",
+                 "addresses=" + std::to_string(all.size()) + " clicks=" + std::to_string(clicks) +
+                     " files=" + std::to_string(files.size()) + " bytes=" + std::to_string(bytes) +
+                     " hits=" + std::to_string(hits));
+}
+
+TEST_F(SecurityTest, ProgramKeyIsStoredOnlyAsItsHash) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  HttpResponse rotated = admin("POST", "/v1/programs/acme/keys");
+  ASSERT_TRUE(rotated.status == 200 || rotated.status == 201) << rotated.body;
+  std::string second_key(integration::parse_json(rotated).at("program_key").as_string());
+  ASSERT_EQ(stop_server(), 0);
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_EQ(stop_server(), 0);
+
+  for (const auto& [name, content] : read_tree(data_dir())) {
+    EXPECT_EQ(content.find(program_key_), std::string::npos) << name << " holds the first key";
+    EXPECT_EQ(content.find(second_key), std::string::npos) << name << " holds the rotated key";
+  }
+}
+
+TEST_F(SecurityTest, AdminListenerIsLoopbackByDefaultAndNeedsAKey) {
+  config::Config defaults;
+  EXPECT_EQ(config::split_host_port(defaults.server.admin_listen).first, "127.0.0.1");
+  config::Config file = config::load_file(std::string(EARND_SOURCE_DIR) + "/config/default.toml");
+  EXPECT_EQ(config::split_host_port(file.server.admin_listen).first, "127.0.0.1");
+
+  // Without EARND_ADMIN_KEY (the runner clears EARND_* variables) earnd does not start.
+  auto r = integration::run_command(
+      {std::string(EARND_BIN_DIR) + "/earnd", "--data-dir", data_dir().string(), "--public-listen",
+       "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+      scratch_dir());
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE((r.out + r.err).find("admin"), std::string::npos) << r.out << r.err;
+}
+
+TEST_F(SecurityTest, ClickCookieIsHttpOnlyLaxAndSecureWhenConfigured) {
+  use_config("[redirect]\ncookie_secure = true\n");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  HttpResponse r = visit("/r/ana");
+  ASSERT_EQ(r.status, 302);
+  std::string cookie = r.header("Set-Cookie").value_or("");
+
+  EXPECT_TRUE(cookie.starts_with("earnd_cid=" + click_id_of(r) + ";")) << cookie;
+  EXPECT_NE(cookie.find("; HttpOnly"), std::string::npos) << cookie;
+  EXPECT_NE(cookie.find("; SameSite=Lax"), std::string::npos) << cookie;
+  EXPECT_NE(cookie.find("; Secure"), std::string::npos) << cookie;
+  EXPECT_NE(cookie.find("; Path=/"), std::string::npos) << cookie;
+}
+
+}  // namespace
+}  // namespace earnd::reliability
