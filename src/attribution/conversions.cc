@@ -327,6 +327,9 @@ void ConversionService::attribute(Batch& b,
       reject("invalid_click_id", "click_id is not a click id issued by earnd");
     }
     auto click = store_.get_click(*id);
+    if (click && !*click && options_.await_click && options_.await_click(*id)) {
+      click = store_.get_click(*id);
+    }
     if (!click) {
       reject("storage", "storage could not be read", 503);
     }
@@ -574,7 +577,36 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
 
 ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
   try {
-    return handle_checked(b, req);
+    if (!options_.claim) {
+      return handle_checked(b, req);
+    }
+    // Scale-out: the outcome counts only if this node wins the cluster-wide create-if-absent;
+    // otherwise what this request added to the batch is taken back.
+    std::size_t puts = b.writes.puts.size();
+    std::size_t deletes = b.writes.deletes.size();
+    std::size_t stats = b.writes.stat_adds.size();
+    std::size_t events = b.events.size();
+    auto overlay = b.overlay;
+    ConversionReply r = handle_checked(b, req);
+    if (r.status != 201) {
+      return r;
+    }
+    std::string event_id = text_field(req.body, "event_id", 128, true);
+    auto claimed = options_.claim(req.program, event_id, r.body);
+    if (claimed && claimed->empty()) {
+      return r;
+    }
+    b.writes.puts.resize(puts);
+    b.writes.deletes.resize(deletes);
+    b.writes.stat_adds.resize(stats);
+    b.events.resize(events);
+    b.overlay = std::move(overlay);
+    if (!claimed) {
+      return error_body(503, "cluster_unavailable", "the conversion could not be recorded");
+    }
+    json::object a = json::parse(*claimed).as_object();
+    a["duplicate"] = true;
+    return {200, json::serialize(a)};
   } catch (const Reject& r) {
     return error_body(r.status, r.code, r.message);
   } catch (const std::exception& e) {

@@ -96,7 +96,7 @@ Durability parse_durability(const std::string& s) {
 void read_tables(const toml::table& root, Config& c) {
   for (const auto& [key, value] : root) {
     static const std::set<std::string> kTables = {"server", "redirect", "storage", "clicks",
-                                                  "webhooks", "log"};
+                                                  "webhooks", "web", "log"};
     if (kTables.count(std::string(key.str())) == 0) {
       throw ConfigError("config: unknown table [" + std::string(key.str()) + "]");
     }
@@ -114,6 +114,9 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("idle_timeout_ms", s.idle_timeout_ms);
     t.read("write_timeout_ms", s.write_timeout_ms);
     t.read("max_connections", s.max_connections);
+    t.read("conversion_rate_per_client", s.conversion_rate_per_client);
+    t.read("conversion_rate_per_program", s.conversion_rate_per_program);
+    t.read("conversion_burst_s", s.conversion_burst_s);
     t.read("shutdown_grace_ms", s.shutdown_grace_ms);
     t.read("trusted_proxies", s.trusted_proxies);
     t.read("admin_key", s.admin_key);
@@ -152,6 +155,16 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("give_up_after_h", w.give_up_after_h);
     t.read("timeout_ms", w.timeout_ms);
     t.read("max_in_flight", w.max_in_flight);
+  }
+  {
+    TableReader t(root, "web");
+    auto& w = c.web;
+    t.read("portal_link_ttl_s", w.portal_link_ttl_s);
+    t.read("portal_session_ttl_s", w.portal_session_ttl_s);
+    t.read("admin_session_ttl_s", w.admin_session_ttl_s);
+    t.read("cookie_secure", w.cookie_secure);
+    t.read("default_per_page", w.default_per_page);
+    t.read("max_per_page", w.max_per_page);
   }
   {
     TableReader t(root, "log");
@@ -239,6 +252,7 @@ void validate(const Config& c) {
   check(c.server.max_header_bytes >= 512, "server.max_header_bytes must be at least 512");
   check(c.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024");
   check(c.server.max_connections >= 1, "server.max_connections must be at least 1");
+  check(c.server.conversion_burst_s >= 1, "server.conversion_burst_s must be at least 1");
   check(c.storage.max_batch >= 1, "storage.max_batch must be at least 1");
   check(c.storage.queue_capacity >= 16, "storage.queue_capacity must be at least 16");
   check(c.clicks.shard_count >= 1 && c.clicks.shard_count <= 256,
@@ -248,6 +262,11 @@ void validate(const Config& c) {
   check(c.webhooks.first_retry_ms >= 1 && c.webhooks.max_retry_ms >= c.webhooks.first_retry_ms,
         "webhooks.first_retry_ms must be at least 1 and at most max_retry_ms");
   check(c.webhooks.max_in_flight >= 1, "webhooks.max_in_flight must be at least 1");
+  check(c.web.portal_link_ttl_s >= 60, "web.portal_link_ttl_s must be at least 60");
+  check(c.web.portal_session_ttl_s >= 60 && c.web.admin_session_ttl_s >= 60,
+        "web.portal_session_ttl_s and web.admin_session_ttl_s must be at least 60");
+  check(c.web.default_per_page >= 1 && c.web.default_per_page <= c.web.max_per_page,
+        "web.default_per_page must be 1..web.max_per_page");
   check(!c.server.admin_key.empty(),
         "an admin key is required: set EARND_ADMIN_KEY or server.admin_key");
   check(c.server.admin_key.size() >= 16, "the admin key must be at least 16 characters");

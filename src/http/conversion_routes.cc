@@ -112,6 +112,33 @@ std::variant<Reply, attribution::ConversionRequest> read_conversion(const Redire
   return out;
 }
 
+namespace {
+
+Reply rate_limited(const RateLimiter& limiter, std::string_view who) {
+  Reply r = json_error(429, "rate_limited",
+                       "too many conversions from this " + std::string(who) + "; retry later");
+  r.headers.emplace_back("Retry-After", std::to_string(limiter.retry_after_s()));
+  return r;
+}
+
+}  // namespace
+
+std::variant<Reply, attribution::ConversionRequest> read_limited_conversion(
+    const RedirectEnv& env,
+    const Request& req,
+    const boost::asio::ip::address& peer,
+    ConversionLimits& limits) {
+  if (!limits.per_client.allow(client_address(req, peer, env.proxies).to_string())) {
+    return rate_limited(limits.per_client, "client");
+  }
+  auto read = read_conversion(env, req, peer);
+  auto* request = std::get_if<attribution::ConversionRequest>(&read);
+  if (request != nullptr && !limits.per_program.allow(request->program)) {
+    return rate_limited(limits.per_program, "program");
+  }
+  return read;
+}
+
 ConversionQueue::ConversionQueue(attribution::ConversionService& service)
     : service_(service), guard_(boost::asio::make_work_guard(ioc_)) {
   schedule_approvals();

@@ -15,6 +15,7 @@
 
 #include "earnd/attribution/conversions.h"
 #include "handlers.h"
+#include "rate_limiter.h"
 #include "redirect.h"
 
 namespace earnd::http {
@@ -28,6 +29,26 @@ bool is_conversion_target(std::string_view target) noexcept;
 std::variant<Reply, attribution::ConversionRequest> read_conversion(const RedirectEnv& env,
                                                                     const Request& req,
                                                                     const boost::asio::ip::address& peer);
+
+// The conversion routes' rate limits: per client address (checked before the key, so it also
+// slows down key guessing) and per program.
+struct ConversionLimits {
+  // Rates per second (0: off); each bucket holds burst_s seconds of its rate.
+  ConversionLimits(double client_rate, double program_rate, double burst_s)
+      : per_client(client_rate, client_rate * burst_s),
+        per_program(program_rate, program_rate * burst_s) {}
+
+  RateLimiter per_client;
+  RateLimiter per_program;
+};
+
+// read_conversion behind the limits: 429 rate_limited with Retry-After when the client or the
+// program has used up its budget. Thread-safe.
+std::variant<Reply, attribution::ConversionRequest> read_limited_conversion(
+    const RedirectEnv& env,
+    const Request& req,
+    const boost::asio::ip::address& peer,
+    ConversionLimits& limits);
 
 // The conversion thread: requests posted from any I/O thread are processed in batches of what
 // arrived together, one synced write per batch. Replies are handed to each request's callback on

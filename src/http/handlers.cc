@@ -7,6 +7,7 @@
 #include <boost/url/url_view.hpp>
 
 #include "conversion_routes.h"
+#include "web_routes.h"
 #include "earnd/attribution/conversions.h"
 #include "earnd/rewards/ledger.h"
 #include "earnd/webhooks/outbox.h"
@@ -267,10 +268,23 @@ Reply handle_admin(Services& s, ConversionQueue& serial, const Request& req) {
   if (u->path() == "/healthz") {
     return {200, "application/json", R"({"status":"ok"})", {}};
   }
+  if (auto page = web::handle_admin_pages(s, req, u->path())) {
+    return std::move(*page);
+  }
   if (!authorized(s, req)) {
-    Reply r = json_error(401, "unauthorized", "send Authorization: Bearer <admin key>");
-    r.headers.emplace_back("WWW-Authenticate", "Bearer");
-    return r;
+    // The dashboard's staff cookie stands in for the key; its writes also need the CSRF token.
+    auto cookie = web::admin_cookie_auth(s, req);
+    if (cookie == web::CookieAuth::kForbidden) {
+      return json_error(403, "csrf", "a cookie-authenticated write needs X-CSRF-Token");
+    }
+    if (cookie == web::CookieAuth::kNone) {
+      Reply r = json_error(401, "unauthorized", "send Authorization: Bearer <admin key>");
+      r.headers.emplace_back("WWW-Authenticate", "Bearer");
+      return r;
+    }
+  }
+  if (auto r = web::route_admin_lists(s, req, *u)) {
+    return std::move(*r);
   }
   return route_admin(s, serial, req, *u);
 }
@@ -280,6 +294,9 @@ Reply handle_public(Services& s, const Request& req) {
   std::string_view path = target.substr(0, target.find('?'));
   if (path == "/healthz") {
     return {200, "application/json", R"({"status":"ok"})", {}};
+  }
+  if (web::is_portal_path(path)) {
+    return web::handle_portal(s, req);
   }
   if (path == "/readyz") {
     bool storage = s.pipeline.storage_ok() && !s.store.probe_write();

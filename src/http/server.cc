@@ -58,6 +58,7 @@ struct Shared {
   std::shared_ptr<spdlog::logger> log = log::get("http");
   log::RateLimitedWarn queue_full_warn{std::chrono::seconds(10)};
   ConversionQueue* conversions = nullptr;
+  ConversionLimits* conversion_limits = nullptr;
 };
 
 class Session : public std::enable_shared_from_this<Session>, public ingest::CommitWaiter {
@@ -238,7 +239,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   void start_conversion(const Request& req) {
     head_only_ = false;
     RedirectEnv env{shared_.services, shared_.hasher, shared_.proxies};
-    auto read = read_conversion(env, req, peer_);
+    auto read = read_limited_conversion(env, req, peer_, *shared_.conversion_limits);
     if (auto* reply = std::get_if<Reply>(&read)) {
       count(metrics::Route::kConversion, reply->status);
       return write_reply(*reply);
@@ -397,6 +398,7 @@ struct Server::Impl {
 
   Shared shared;
   std::unique_ptr<ConversionQueue> conversions;
+  std::unique_ptr<ConversionLimits> conversion_limits;
   std::vector<std::unique_ptr<Worker>> workers;  // the I/O threads, then the admin thread last
   tcp::endpoint public_ep;
   tcp::endpoint admin_ep;
@@ -406,6 +408,9 @@ Server::Server(Services services) : impl_(std::make_unique<Impl>(services)) {
   const auto& cfg = services.config.server;
   impl_->conversions = std::make_unique<ConversionQueue>(services.conversions);
   impl_->shared.conversions = impl_->conversions.get();
+  impl_->conversion_limits = std::make_unique<ConversionLimits>(
+      cfg.conversion_rate_per_client, cfg.conversion_rate_per_program, cfg.conversion_burst_s);
+  impl_->shared.conversion_limits = impl_->conversion_limits.get();
   auto public_ep = resolve(cfg.public_listen);
   for (int i = 0; i <= cfg.io_threads; ++i) {
     auto w = std::make_unique<Worker>();

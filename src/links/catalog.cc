@@ -388,6 +388,56 @@ void Catalog::publish() {
   version_.fetch_add(1, std::memory_order_release);
 }
 
+ErrorCode Catalog::write_meta(const std::string& key, const std::string& value) {
+  auto ec = store_.put_meta(key, value);
+  if (!ec && meta_hook_) {
+    meta_hook_({{key, value}});
+  }
+  return ec;
+}
+
+ErrorCode Catalog::write_meta_many(const std::vector<std::pair<std::string, std::string>>& records) {
+  auto ec = store_.put_meta_many(records);
+  if (!ec && meta_hook_) {
+    meta_hook_(records);
+  }
+  return ec;
+}
+
+std::size_t Catalog::apply_replicated(
+    const std::vector<std::pair<std::string, std::string>>& records) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::string>> changed;
+  for (const auto& [key, value] : records) {
+    if (!key.starts_with("p/") && !key.starts_with("r/") && !key.starts_with("l/")) {
+      continue;  // only the catalog's own records travel
+    }
+    auto local = store_.get_meta(key);
+    if (local && *local && **local == value) {
+      continue;
+    }
+    changed.emplace_back(key, value);
+  }
+  if (changed.empty()) {
+    return 0;
+  }
+  if (store_.put_meta_many(changed)) {
+    log::get("links")->error("event=replicated_meta_write_failed records={}", changed.size());
+    return 0;
+  }
+  auto fresh = std::make_unique<State>();
+  std::swap(state_, fresh);
+  try {
+    load();
+  } catch (const std::exception& e) {
+    log::get("links")->error("event=replicated_meta_load_failed error=\"{}\"", e.what());
+    std::swap(state_, fresh);
+    return 0;
+  }
+  publish();
+  return changed.size();
+}
+
 std::shared_ptr<const Snapshot> Catalog::snapshot() const {
   return std::atomic_load_explicit(&published_, std::memory_order_acquire);
 }
@@ -407,7 +457,7 @@ AdminReply Catalog::create_program(const json::value& body) {
     p["publishable_key"] = publishable_key;
     p["webhook_secret"] = webhook_secret;
     p["created_ms"] = now_ms();
-    if (auto ec = store_.put_meta("p/" + id, json::serialize(p))) {
+    if (auto ec = write_meta("p/" + id, json::serialize(p))) {
       return error_reply(503, "storage", "the program could not be stored");
     }
     state_->key_index[sha256_hex(program_key)] = id;
@@ -456,7 +506,7 @@ AdminReply Catalog::patch_program(std::string_view id, const json::value& body) 
       p[k] = it->second.at(k);
     }
     p["updated_ms"] = now_ms();
-    if (store_.put_meta("p/" + std::string(id), json::serialize(p))) {
+    if (write_meta("p/" + std::string(id), json::serialize(p))) {
       return error_reply(503, "storage", "the program could not be stored");
     }
     it->second = p;
@@ -479,7 +529,7 @@ AdminReply Catalog::rotate_keys(std::string_view id) {
   std::string old_hash = json::value_to<std::string>(p["program_key_sha256"]);
   p["program_key_sha256"] = sha256_hex(program_key);
   p["publishable_key"] = publishable_key;
-  if (store_.put_meta("p/" + std::string(id), json::serialize(p))) {
+  if (write_meta("p/" + std::string(id), json::serialize(p))) {
     return error_reply(503, "storage", "the program could not be stored");
   }
   state_->key_index.erase(old_hash);
@@ -525,7 +575,7 @@ AdminReply Catalog::create_referrer(std::string_view program, const json::value&
     r["external_id"] = external_id;
     r["name"] = name;
     r["created_ms"] = now_ms();
-    if (store_.put_meta("r/" + id, json::serialize(r))) {
+    if (write_meta("r/" + id, json::serialize(r))) {
       return error_reply(503, "storage", "the referrer could not be stored");
     }
     state_->referrers[id] = r;
@@ -580,7 +630,7 @@ AdminReply Catalog::add_link(const std::string& program,
     l["destination"] = checked_destination(destination->get_string(), hosts).normalized;
   }
   l["created_ms"] = now_ms();
-  if (store_.put_meta("l/" + key, json::serialize(l))) {
+  if (write_meta("l/" + key, json::serialize(l))) {
     return error_reply(503, "storage", "the link could not be stored");
   }
   state_->links[key] = l;
@@ -643,7 +693,7 @@ AdminReply Catalog::patch_link(std::string_view code, const json::value& body) {
       }
     }
     l["updated_ms"] = now_ms();
-    if (store_.put_meta("l/" + it->first, json::serialize(l))) {
+    if (write_meta("l/" + it->first, json::serialize(l))) {
       return error_reply(503, "storage", "the link could not be stored");
     }
     it->second = l;
@@ -657,6 +707,11 @@ AdminReply Catalog::patch_link(std::string_view code, const json::value& body) {
 void Catalog::set_public_base_url(std::string url) {
   std::lock_guard lock(mutex_);
   public_base_url_ = std::move(url);
+}
+
+std::string Catalog::public_base_url() const {
+  std::lock_guard lock(mutex_);
+  return public_base_url_;
 }
 
 std::optional<std::string> Catalog::program_for_key(std::string_view key) const {
@@ -785,7 +840,7 @@ Result<EnsureLinksResult> Catalog::ensure_links(std::string_view program,
   if (writes.empty()) {
     return result;
   }
-  if (auto ec = store_.put_meta_many(writes)) {
+  if (auto ec = write_meta_many(writes)) {
     return ec;
   }
 

@@ -200,6 +200,9 @@ ReportReply referrers_checked(const store::Store& store, const links::Catalog& c
   Range range = bucket_range(w.from_ms, w.to_ms);
   json::array rows;
   for (const auto& r : catalog.referrers_of(q.program)) {
+    if (!q.referrer.empty() && r.id != q.referrer) {
+      continue;
+    }
     Totals t;
     scan_referrer(
         store, q.program, r, range,
@@ -300,6 +303,14 @@ ReportReply timeseries_report(const store::Store& store,
     return timeseries_checked(store, catalog, q);
   } catch (const Reject& r) {
     return error(r.code == "storage" ? 503 : 400, r.code, r.message);
+  }
+}
+
+std::optional<std::uint64_t> parse_boundary(std::string_view text, std::string_view tz, bool is_to) {
+  try {
+    return boundary(std::string(text), zone(std::string(tz)), is_to, 0);
+  } catch (const Reject&) {
+    return std::nullopt;
   }
 }
 

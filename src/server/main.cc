@@ -11,6 +11,7 @@
 #include <CLI/CLI.hpp>
 
 #include "earnd/attribution/conversions.h"
+#include "earnd/cluster/node.h"
 #include "earnd/common/time.h"
 #include "earnd/config/config.h"
 #include "earnd/http/server.h"
@@ -33,6 +34,8 @@ struct Flags {
   std::string public_listen;
   std::string admin_listen;
   std::string durability;
+  std::string cluster;  // NATS URLs: scale-out mode (docs/scale-out.md)
+  std::string role;
 };
 
 earnd::config::Config load_config(const Flags& f) {
@@ -72,7 +75,7 @@ std::string base_url(const earnd::config::Config& c, const std::string& bound_pu
   return "http://" + host;
 }
 
-int serve(const earnd::config::Config& cfg) {
+int serve(const earnd::config::Config& cfg, const Flags& flags) {
   using namespace earnd;
   auto log = log::get("server");
   log->info("event=starting version=0.1.0 data_dir=\"{}\" durability={} io_threads={}",
@@ -97,6 +100,15 @@ int serve(const earnd::config::Config& cfg) {
   // listen address and the port is fixed up below when 0 was asked for.
   auto [pub_host, pub_port] = config::split_host_port(cfg.server.public_listen);
   ingest::StoreSink sink(*store);
+  // Scale-out mode: clicks go to the cluster node's spool (and the local index) instead.
+  std::unique_ptr<cluster::Node> node;
+  if (!flags.cluster.empty()) {
+    cluster::ClusterOptions co{.urls = cluster::split_urls(flags.cluster),
+                               .shard_count = cfg.clicks.shard_count};
+    co.role = cluster::parse_role(flags.role.empty() ? "both" : flags.role).value_or(cluster::Role::kBoth);
+    node = std::make_unique<cluster::Node>(std::move(co), *store, metrics);
+  }
+  ingest::ClickSink& click_sink = node ? node->sink() : static_cast<ingest::ClickSink&>(sink);
   // click.first: a referrer's first stored human click, announced once. The set of referrers
   // already announced is kept in the docs family and loaded here; only the writer thread
   // touches it afterwards.
@@ -135,7 +147,7 @@ int serve(const earnd::config::Config& cfg) {
        .dedupe_capacity = cfg.clicks.dedupe_capacity,
        .warn_interval_ms = cfg.log.warn_interval_ms,
        .on_stored = on_stored},
-      sink, metrics, cfg.server.io_threads);
+      click_sink, metrics, cfg.server.io_threads);
   metrics.add_gauge("earnd_ingest_queue_depth", "Clicks waiting for the writer.",
                     [&] { return static_cast<double>(pipeline.queue_depth()); });
   metrics.add_gauge("earnd_rocksdb_live_sst_bytes", "Bytes in live SST files.",
@@ -182,10 +194,22 @@ int serve(const earnd::config::Config& cfg) {
     });
     outbox->start();
     outbox_for_clicks.store(outbox.get(), std::memory_order_release);
+    attribution::ConversionOptions conversion_options{
+        .sync = cfg.storage.durability == config::Durability::kGroup};
+    if (node) {
+      catalog->set_meta_hook([n = node.get()](const auto& records) { n->on_meta_written(records); });
+      conversion_options.await_click = [n = node.get()](const ClickId& id) {
+        return n->await_click(id);
+      };
+      conversion_options.claim = [n = node.get()](std::string_view program,
+                                                  std::string_view event_id,
+                                                  std::string_view answer) {
+        return n->claim(program, event_id, answer);
+      };
+      node->start(*catalog);
+    }
     conversions = std::make_unique<attribution::ConversionService>(
-        *store, *catalog, *ledger, outbox.get(),
-        attribution::ConversionOptions{
-            .sync = cfg.storage.durability == config::Durability::kGroup});
+        *store, *catalog, *ledger, outbox.get(), std::move(conversion_options));
     server = std::make_unique<http::Server>(http::Services{
         .config = cfg,
         .catalog = *catalog,
@@ -215,12 +239,16 @@ int serve(const earnd::config::Config& cfg) {
   log->info("event=stopping signal={}", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   server->shutdown();
   pipeline.stop();
+  if (node) {
+    node->stop();
+  }
   log->info("event=stopped clicks_stored={} clicks_dropped={}", metrics.clicks_stored.load(),
             metrics.clicks_dropped_queue_full.load() + metrics.clicks_dropped_storage.load());
   server.reset();
   outbox->stop();
   conversions.reset();
   catalog.reset();
+  node.reset();
   store.reset();
   return 0;
 }
@@ -236,13 +264,17 @@ int main(int argc, char** argv) {
   app.add_option("--admin-listen", flags.admin_listen, "admin listener HOST:PORT");
   app.add_option("--durability", flags.durability, "group or async")
       ->check(CLI::IsMember({"group", "async"}));
+  app.add_option("--cluster", flags.cluster,
+                 "scale-out mode: NATS JetStream URLs, nats://HOST:PORT[,...]");
+  app.add_option("--role", flags.role, "scale-out role: edge, worker or both (default)")
+      ->check(CLI::IsMember({"edge", "worker", "both"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
     earnd::log::init("info");
     auto cfg = load_config(flags);
     earnd::log::init(cfg.log.level);
-    return serve(cfg);
+    return serve(cfg, flags);
   } catch (const earnd::StartupError& e) {
     earnd::log::get("server")->error("event=startup_failed error=\"{}\"", e.what());
     return 1;

@@ -44,6 +44,9 @@ void expect_same_server(const ServerConfig& a, const ServerConfig& b) {
   EXPECT_EQ(a.idle_timeout_ms, b.idle_timeout_ms);
   EXPECT_EQ(a.write_timeout_ms, b.write_timeout_ms);
   EXPECT_EQ(a.max_connections, b.max_connections);
+  EXPECT_EQ(a.conversion_rate_per_client, b.conversion_rate_per_client);
+  EXPECT_EQ(a.conversion_rate_per_program, b.conversion_rate_per_program);
+  EXPECT_EQ(a.conversion_burst_s, b.conversion_burst_s);
   EXPECT_EQ(a.shutdown_grace_ms, b.shutdown_grace_ms);
   EXPECT_EQ(a.trusted_proxies, b.trusted_proxies);
   EXPECT_EQ(a.admin_key, b.admin_key);

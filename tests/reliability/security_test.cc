@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,46 @@ TEST_F(SecurityTest, ClickCookieIsHttpOnlyLaxAndSecureWhenConfigured) {
   EXPECT_NE(cookie.find("; SameSite=Lax"), std::string::npos) << cookie;
   EXPECT_NE(cookie.find("; Secure"), std::string::npos) << cookie;
   EXPECT_NE(cookie.find("; Path=/"), std::string::npos) << cookie;
+}
+
+// Conversions are limited per client address (before the key is even looked at) and per
+// program: 1 per second on average for both here, with buckets of 10 and 20.
+TEST_F(SecurityTest, LimitsConversionsPerClientAndPerProgram) {
+  use_config(
+      "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
+      "conversion_rate_per_program = 1\nconversion_burst_s = 10\n");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  // The program's bucket holds 20 here: the per-program limit is 1/s with 20 s of burst.
+  ASSERT_EQ(admin("GET", "/v1/programs/acme").status, 200);
+  int n = 0;
+  auto send = [&](const std::string& client, int count, std::map<int, int>& statuses) {
+    for (int i = 0; i < count; ++i) {
+      HttpResponse r = integration::fetch(
+          public_endpoint(), "POST", "/v1/conversions",
+          {{"Authorization", "Bearer " + program_key_}, {"X-Forwarded-For", client}},
+          boost::json::serialize(
+              boost::json::object{{"event_id", "rl_" + std::to_string(n++)}, {"type", "signup"}}));
+      statuses[r.status] += 1;
+      if (r.status == 429) {
+        EXPECT_EQ(integration::parse_json(r).at("error").at("code"), "rate_limited");
+        EXPECT_TRUE(r.header("Retry-After").has_value());
+      }
+    }
+  };
+  std::map<int, int> a, b;
+  send("203.0.113.1", 15, a);
+  send("203.0.113.2", 15, b);
+
+  // A refill of one token per second may add one acceptance to each while the test runs.
+  EXPECT_GE(a[201], 10);
+  EXPECT_LE(a[201], 11);
+  EXPECT_EQ(a[201] + a[429], 15);
+  EXPECT_GE(b[429], 4) << "the second client passed the per-program limit";
+  EXPECT_EQ(b[201] + b[429], 15);
+  EXPECT_LE(a[201] + b[201], 10 * 2 + 2) << "more than the program's bucket";
+  report_figures("conversion_rate_limit", "sent=30 accepted=" + std::to_string(a[201] + b[201]) +
+                                              " refused_429=" + std::to_string(a[429] + b[429]));
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <boost/json.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "earnd/cluster/node.h"
 #include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
 #include "earnd/common/hash.h"
@@ -101,7 +102,12 @@ int export_offline(const std::string& dir,
   auto store = earnd::store::Store::open(
       {.data_dir = dir, .mode = earnd::store::OpenMode::kReadOnly, .block_cache_mb = 16});
   std::string out(earnd::kClickCsvHeader);
+  // A data directory of scale-out mode holds every click; its worker's held shards are listed.
+  auto held = earnd::cluster::held_shards(*store);
   auto scanned = store->scan_clicks(from, to, [&](const earnd::ClickRecord& c) {
+    if (held && (c.id.shard() >= held->size() || !(*held)[c.id.shard()])) {
+      return true;
+    }
     if (program.empty() || c.program == program) {
       earnd::append_click_csv(c, out);
       if (out.size() > (1 << 20)) {

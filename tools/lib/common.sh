@@ -9,9 +9,12 @@ DEB_PACKAGES=(
   libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
   librocksdb-dev libxxhash-dev libhyperscan-dev libssl-dev
   libspdlog-dev libfmt-dev libcli11-dev libtomlplusplus-dev
-  libhowardhinnant-date-dev tzdata
+  libhowardhinnant-date-dev tzdata libnats-dev nats-server
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+
+# tools/fuzz: clang with libFuzzer and the sanitizer runtimes.
+FUZZ_PACKAGES=(clang libclang-rt-dev)
 
 # install_packages PKG...: apt-get install the ones not installed yet (needs root).
 install_packages() {

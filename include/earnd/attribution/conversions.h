@@ -6,12 +6,15 @@
 // one synced storage write, so a 201 is sent only for what is stored.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <boost/json/object.hpp>
+
+#include "earnd/common/click_id.h"
 
 namespace earnd::links {
 class Catalog;
@@ -47,6 +50,15 @@ struct ConversionReply {
 struct ConversionOptions {
   bool sync = true;                  // group durability
   std::uint64_t max_future_skew_ms = 5 * 60'000;
+  // Scale-out mode only (empty otherwise). await_click: waits until a click named by a
+  // conversion but made on another node is in the local index; true when it arrived.
+  std::function<bool(const ClickId&)> await_click;
+  // claim: the cluster-wide create-if-absent of a new outcome's answer. nullopt: unreachable
+  // (the request answers 503 and writes nothing); "": this node created it; otherwise the answer
+  // stored by the first writer (the request writes nothing and answers it as a duplicate).
+  std::function<std::optional<std::string>(std::string_view program, std::string_view event_id,
+                                            std::string_view answer)>
+      claim;
 };
 
 class ConversionService {

@@ -23,6 +23,12 @@ struct ServerConfig {
   std::uint32_t idle_timeout_ms = 60'000;
   std::uint32_t write_timeout_ms = 10'000;
   std::uint32_t max_connections = 10'000;
+  // Conversions (POST /v1/conversions, GET /postback) per second, on average, per client address
+  // and per program; a client or program may send conversion_burst_s seconds' worth at once.
+  // 0 turns that limit off.
+  std::uint32_t conversion_rate_per_client = 1'000;
+  std::uint32_t conversion_rate_per_program = 5'000;
+  std::uint32_t conversion_burst_s = 10;
   std::uint32_t shutdown_grace_ms = 5'000;
   std::vector<std::string> trusted_proxies;  // addresses or CIDR blocks
   std::string admin_key;
@@ -60,6 +66,16 @@ struct WebhooksConfig {
   std::uint32_t max_in_flight = 16;
 };
 
+// The admin dashboard and the referrer portal (web pages, sign-in, list endpoints).
+struct WebConfig {
+  std::uint32_t portal_link_ttl_s = 900;       // lifetime of a one-time portal sign-in link
+  std::uint32_t portal_session_ttl_s = 28'800;  // lifetime of a referrer's portal session
+  std::uint32_t admin_session_ttl_s = 28'800;   // lifetime of a staff session on /admin/
+  bool cookie_secure = false;                   // add Secure to the session cookies
+  std::uint32_t default_per_page = 50;          // list endpoints: page size when not given
+  std::uint32_t max_per_page = 500;             // list endpoints: largest page size accepted
+};
+
 struct LogConfig {
   std::string level = "info";
   std::uint32_t warn_interval_ms = 10'000;
@@ -71,6 +87,7 @@ struct Config {
   StorageConfig storage;
   ClicksConfig clicks;
   WebhooksConfig webhooks;
+  WebConfig web;
   LogConfig log;
 };
 

@@ -148,12 +148,27 @@ class Catalog {
   // Sets the base of referrer URLs ("http://host:port"); used once the bound port is known.
   void set_public_base_url(std::string url);
 
+  // The base of referrer URLs (and of portal sign-in links). Thread-safe; allocates.
+  std::string public_base_url() const;
+
   // Called after a referrer is enrolled (program, "referrer.enrolled", data), for webhooks. Set
   // before serving; runs on the admin thread with the catalog's mutex held, so it must not
   // call back into the catalog.
   using EventHook =
       std::function<void(const std::string& program, const std::string& type, boost::json::object)>;
   void set_event_hook(EventHook hook) { event_hook_ = std::move(hook); }
+
+  // Scale-out: told of every meta record (program, referrer, link) this catalog wrote, after
+  // the write; the cluster module replicates them. Set before serving; runs on the admin thread
+  // with the catalog's mutex held, so it must be quick and must not call back into the catalog.
+  using MetaHook =
+      std::function<void(const std::vector<std::pair<std::string, std::string>>& records)>;
+  void set_meta_hook(MetaHook hook) { meta_hook_ = std::move(hook); }
+
+  // Scale-out: applies meta records written on another node. Records equal to the local ones
+  // are skipped; when any differ they are stored (synced), the catalog is reloaded and a new
+  // snapshot is published. Returns how many differed. Thread-safe; O(catalog) when any differ.
+  std::size_t apply_replicated(const std::vector<std::pair<std::string, std::string>>& records);
 
   // Checks a program's "rewards" array when it is saved (the rewards module's validate_rules);
   // returns a message for the 400 answer, or nullopt. Set before serving.
@@ -190,6 +205,9 @@ class Catalog {
   struct State;
   void load();
   void publish();
+  [[nodiscard]] ErrorCode write_meta(const std::string& key, const std::string& value);
+  [[nodiscard]] ErrorCode write_meta_many(
+      const std::vector<std::pair<std::string, std::string>>& records);
   AdminReply add_link(const std::string& program,
                       const std::string& referrer_id,
                       std::string code,
@@ -202,6 +220,7 @@ class Catalog {
   std::shared_ptr<const Snapshot> published_;  // accessed with std::atomic_load/store
   std::atomic<std::uint64_t> version_{0};
   EventHook event_hook_;
+  MetaHook meta_hook_;
   RulesValidator rules_validator_;
 };
 

@@ -4,6 +4,8 @@
 // per-referrer conversion counters, both kept in 15-minute buckets, summed into days or hours
 // of an IANA time zone. No report scans clicks or conversions one by one.
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -23,7 +25,7 @@ namespace earnd::reports {
 // RFC 3339 times; tz defaults to UTC.
 struct ReportQuery {
   std::string program;
-  std::string referrer;  // timeseries only; "" for the whole program
+  std::string referrer;  // "" for the whole program; else that referrer's series or row only
   std::string from;
   std::string to;
   std::string tz = "UTC";
@@ -47,6 +49,11 @@ ReportReply referrers_report(const store::Store& store,
 ReportReply timeseries_report(const store::Store& store,
                               const links::Catalog& catalog,
                               const ReportQuery& q);
+
+// A report boundary in Unix ms: an RFC 3339 time, or a date in the IANA zone tz meaning that
+// day's start (with is_to, the next day's start, so that the date is included). nullopt when
+// the text is neither or the zone is unknown. Thread-safe.
+std::optional<std::uint64_t> parse_boundary(std::string_view text, std::string_view tz, bool is_to);
 
 // A CSV cell: fields starting with =, +, - or @ get a leading apostrophe so that spreadsheets
 // do not run them as formulas; fields with commas, quotes or line breaks are quoted.

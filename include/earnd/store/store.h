@@ -33,6 +33,8 @@ struct StoreOptions {
   std::string data_dir;
   OpenMode mode = OpenMode::kReadWrite;
   std::uint32_t block_cache_mb = 64;
+  // WAL files kept for reuse (RocksDB recycle_log_file_num); 0 turns reuse off.
+  std::size_t recycle_wal_files = 4;
   // Writes are refused with Errc::kNoSpace, without reaching RocksDB, while the data directory's
   // file system has fewer free bytes than this (checked on each write call); 0 turns the check
   // off. RocksDB itself must never meet a full disk: Debian's build aborts on some of its

@@ -1,0 +1,136 @@
+#pragma once
+
+// Scale-out mode on NATS JetStream (docs/scale-out.md). Only built into the process when
+// `--cluster URLS` or config [cluster] urls is set; single-node mode never touches this module.
+//
+// One Node per process. It owns one NATS connection and four threads:
+//  - forwarder: reads the local spool (clicks the edge stored, in the docs family under "sp/")
+//    in order, publishes them to the replicated stream EARND_CLICKS with the click id as
+//    Nats-Msg-Id and the shard in the subject, and deletes what the stream acknowledged, moving
+//    the durable forward cursor in the same write. A NATS outage only grows the spool.
+//  - indexer: an ordered consumer on the stream from the last applied sequence + 1 that writes
+//    every click it has not seen into the local click index (clicks, visitor, counters) with the
+//    applied sequence in the same write; it is recreated from that sequence after any error.
+//  - leases: heartbeats this worker in the EARND_LEASES bucket and holds the shards whose
+//    rendezvous owner it is, by create-if-absent and compare-and-set renewal; the set of held
+//    shards is kept in the local store so that `earnctl export clicks --data-dir` lists only them.
+//  - meta: an ordered consumer on the EARND_META bucket that applies programs, referrers and
+//    links written on any node to the local catalog (and its lock-free snapshot); local changes
+//    are queued and put into the bucket by the same thread.
+// Conversions: await_click() is the read barrier for a click made on another edge, claim() the
+// cluster-wide create-if-absent of a conversion outcome in the EARND_OUTCOMES bucket.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "earnd/common/click_id.h"
+#include "earnd/ingest/sink.h"
+
+namespace earnd::store {
+class Store;
+}
+namespace earnd::links {
+class Catalog;
+}
+namespace earnd::metrics {
+class Metrics;
+}
+
+namespace earnd::cluster {
+
+enum class Role { kEdge, kWorker, kBoth };
+
+struct ClusterOptions {
+  std::vector<std::string> urls;  // nats://host:port, all of the cluster's servers
+  Role role = Role::kBoth;
+  std::string node_id;            // empty: made at the first start and kept in the store
+  std::uint32_t shard_count = 64;
+  std::uint32_t replicas = 3;
+  std::uint32_t duplicate_window_s = 120;   // the click stream's Nats-Msg-Id dedupe window
+  std::uint32_t forward_batch = 2048;       // clicks per publish round
+  std::uint32_t publish_max_pending = 4096;
+  std::uint32_t ack_wait_ms = 2000;         // per publish round; unacked clicks are resent
+  std::uint32_t retry_ms = 250;             // pause after a failed round or API call
+  std::uint32_t index_batch = 1000;         // clicks per index write
+  std::uint32_t lease_ttl_s = 10;           // the lease bucket's TTL
+  std::uint32_t lease_renew_ms = 1000;
+  std::uint32_t lease_op_timeout_ms = 500;  // one lease bucket call
+  std::uint32_t click_wait_ms = 2000;       // conversion read barrier for a recent unknown click
+  std::uint32_t click_wait_age_ms = 900'000;  // only clicks younger than this are waited for
+  std::uint32_t drain_timeout_ms = 10'000;  // on stop: spool, index and shard handover
+  std::uint32_t heartbeat_ms = 1000;        // ordered consumers' idle heartbeat
+};
+
+// Parses "edge", "worker" or "both"; nullopt otherwise.
+std::optional<Role> parse_role(std::string_view text) noexcept;
+
+// Splits a comma-separated URL list.
+std::vector<std::string> split_urls(std::string_view text);
+
+// Counts for `earnctl cluster status` and /metrics.
+struct Status {
+  std::string node_id;
+  bool connected = false;
+  bool ready = false;               // streams and buckets exist
+  std::uint64_t spool_depth = 0;    // clicks stored here and not yet acknowledged by the stream
+  std::uint64_t forwarded = 0;      // clicks acknowledged by the stream since start
+  double forward_lag_s = 0;         // age of the oldest unforwarded click
+  std::uint64_t applied_seq = 0;    // last stream sequence applied to the local index
+  std::uint64_t indexed = 0;        // clicks added to the local index from the stream
+  std::uint64_t index_lag_ms_last = 0;  // click time to index time of the last indexed click
+  std::vector<std::uint32_t> held_shards;
+  std::vector<std::string> live_workers;
+};
+
+class Node {
+ public:
+  // The store and metrics must outlive the node. Reads the spool and cursors; throws
+  // StartupError when the store cannot be read.
+  Node(ClusterOptions options, store::Store& store, metrics::Metrics& metrics);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Connects (lazily: a NATS outage at start does not stop earnd from serving redirects) and
+  // starts the threads. Call once, before serving. The catalog must outlive the node.
+  void start(links::Catalog& catalog);
+
+  // Stops accepting new work, drains the spool to the stream and the index up to the stream's
+  // last sequence (each bounded by drain_timeout_ms), then stops the threads. Leases are not
+  // released (they expire after the TTL) unless release_leases. Safe to call twice.
+  void stop(bool release_leases = false);
+
+  // The ingest sink of the edge: each batch goes to the spool and the local index in one
+  // synced unit, so the 302 waits only for the local disk.
+  ingest::ClickSink& sink();
+
+  // Catalog hook: meta records written on this node, to replicate. Thread-safe, non-blocking.
+  void on_meta_written(const std::vector<std::pair<std::string, std::string>>& kv);
+
+  // Waits (at most click_wait_ms) until a click made elsewhere is in the local index. True when
+  // it is there. Blocks the caller.
+  bool await_click(const ClickId& id);
+
+  // Create-if-absent of a conversion outcome. nullopt: the cluster could not be reached (the
+  // caller answers 503); an empty string: this call created it; otherwise the body stored by
+  // the first writer.
+  std::optional<std::string> claim(std::string_view program, std::string_view event_id,
+                                   std::string_view body);
+
+  Status status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The shards this data directory's worker held when it last ran in cluster mode (a key of the
+// meta family), or nullopt when it never ran in cluster mode.
+std::optional<std::vector<bool>> held_shards(const store::Store& store);
+
+}  // namespace earnd::cluster

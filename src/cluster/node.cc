@@ -1,0 +1,1076 @@
+#include "earnd/cluster/node.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <nats/nats.h>
+#include <openssl/sha.h>
+
+#include "earnd/common/click.h"
+#include "earnd/common/hash.h"
+#include "earnd/common/time.h"
+#include "earnd/links/catalog.h"
+#include "earnd/log/log.h"
+#include "earnd/metrics/metrics.h"
+#include "earnd/store/store.h"
+
+namespace earnd::cluster {
+
+namespace {
+
+constexpr const char* kClickStream = "EARND_CLICKS";
+constexpr const char* kClickSubjects = "earnd.clicks.>";
+constexpr const char* kMetaBucket = "EARND_META";
+constexpr const char* kOutcomeBucket = "EARND_OUTCOMES";
+constexpr const char* kLeaseBucket = "EARND_LEASES";
+constexpr std::string_view kSpoolPrefix = "sp/";
+constexpr std::string_view kForwardCursorKey = "cl/forwarded_seq";
+constexpr std::string_view kAppliedKey = "cl/applied_seq";
+constexpr std::string_view kHeldKey = "cluster/held";
+constexpr std::string_view kNodeIdKey = "cluster/node_id";
+
+std::string be64(std::uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    s[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return s;
+}
+
+std::uint64_t from_be64(std::string_view s) {
+  std::uint64_t v = 0;
+  for (std::size_t i = 0; i < 8 && i < s.size(); ++i) {
+    v = (v << 8) | static_cast<unsigned char>(s[i]);
+  }
+  return v;
+}
+
+std::string spool_key(std::uint64_t seq) { return std::string(kSpoolPrefix) + be64(seq); }
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kDigits[c >> 4]);
+    out.push_back(kDigits[c & 15]);
+  }
+  return out;
+}
+
+std::optional<std::string> unhex(std::string_view text) {
+  if (text.size() % 2 != 0) {
+    return std::nullopt;
+  }
+  auto nib = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(text.size() / 2);
+  for (std::size_t i = 0; i < text.size(); i += 2) {
+    int hi = nib(text[i]);
+    int lo = nib(text[i + 1]);
+    if (hi < 0 || lo < 0) {
+      return std::nullopt;
+    }
+    out.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::random_device rd;
+  std::string raw(bytes, '\0');
+  for (auto& c : raw) {
+    c = static_cast<char>(rd() & 0xff);
+  }
+  return hex(raw);
+}
+
+std::string nats_error(natsStatus s) {
+  const char* last = nats_GetLastError(nullptr);
+  std::string out = natsStatus_GetText(s);
+  if (last != nullptr && *last != '\0') {
+    out += ": ";
+    out += last;
+  }
+  for (auto& c : out) {
+    if (c == '"') c = '\'';
+  }
+  return out;
+}
+
+// Rendezvous (highest random weight) owner of a shard among live workers.
+std::string rendezvous_owner(const std::vector<std::string>& workers, std::uint32_t shard) {
+  std::string best;
+  std::uint64_t best_w = 0;
+  for (const auto& w : workers) {
+    std::uint64_t weight = xxh3(w + "/" + std::to_string(shard));
+    if (best.empty() || weight > best_w || (weight == best_w && w < best)) {
+      best = w;
+      best_w = weight;
+    }
+  }
+  return best;
+}
+
+void sleep_ms(std::uint32_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+}  // namespace
+
+std::optional<Role> parse_role(std::string_view text) noexcept {
+  if (text == "edge") return Role::kEdge;
+  if (text == "worker") return Role::kWorker;
+  if (text == "both") return Role::kBoth;
+  return std::nullopt;
+}
+
+std::vector<std::string> split_urls(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    auto comma = text.find(',');
+    std::string_view part = text.substr(0, comma);
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (!part.empty()) {
+      out.emplace_back(part);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+std::optional<std::vector<bool>> held_shards(const store::Store& store) {
+  auto v = store.get_meta(kHeldKey);
+  if (!v || !*v) {
+    return std::nullopt;
+  }
+  std::vector<bool> held;
+  for (char c : **v) {
+    held.push_back(c == '1');
+  }
+  return held;
+}
+
+// The edge's sink: spool entries first, then the click index, the second write synced. One WAL
+// keeps them in order, so a crash can leave a spooled click without its index entry (it is
+// indexed again from the stream) but never an indexed click that is not spooled.
+class SpoolSink final : public ingest::ClickSink {
+ public:
+  SpoolSink(store::Store& store, std::uint64_t next_seq, std::function<void()> wake)
+      : store_(store), batch_(store.make_click_batch()), next_seq_(next_seq),
+        wake_(std::move(wake)) {}
+
+  ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
+    spool_.puts.clear();
+    batch_.clear();
+    std::uint64_t seq = next_seq_.load(std::memory_order_relaxed);
+    std::string value;
+    for (const auto& c : clicks) {
+      value.assign(c.id.key());
+      encode_click(c, value);
+      spool_.puts.emplace_back(spool_key(seq++), value);
+      batch_.add(c);
+    }
+    if (auto ec = store_.write(spool_, false)) {
+      return ec;
+    }
+    // Published only once the spool entries exist, so the forwarder never sees a gap.
+    next_seq_.store(seq, std::memory_order_release);
+    last_bytes_ = batch_.data_bytes();
+    auto ec = store_.write_clicks(batch_, sync);
+    wake_();
+    return ec;
+  }
+
+  ErrorCode sync() override { return store_.sync_wal(); }
+  std::size_t last_write_bytes() const noexcept override { return last_bytes_; }
+  std::uint64_t next_seq() const noexcept { return next_seq_.load(std::memory_order_acquire); }
+
+ private:
+  store::Store& store_;
+  store::ClickBatch batch_;
+  store::Store::DocBatch spool_;
+  std::atomic<std::uint64_t> next_seq_;
+  std::function<void()> wake_;
+  std::size_t last_bytes_ = 0;
+};
+
+struct Node::Impl {
+  ClusterOptions opt;
+  store::Store& store;
+  links::Catalog* catalog = nullptr;
+  metrics::Metrics& metrics;
+  std::shared_ptr<spdlog::logger> log = log::get("cluster");
+
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  jsCtx* lease_js = nullptr;  // short API timeout: a stalled lease bucket must not stall a tick
+  kvStore* meta_kv = nullptr;
+  kvStore* outcome_kv = nullptr;
+  kvStore* lease_kv = nullptr;
+  std::mutex setup_mutex;
+  std::atomic<bool> ready{false};
+
+  std::unique_ptr<SpoolSink> sink;
+  std::atomic<std::uint64_t> forwarded_seq{0};  // durable forward cursor
+  std::atomic<std::uint64_t> forwarded_total{0};
+  std::atomic<std::uint64_t> publish_failures{0};
+  std::atomic<std::uint64_t> applied_seq{0};
+  std::atomic<std::uint64_t> indexed_total{0};
+  std::atomic<std::uint64_t> index_lag_ms{0};
+  std::atomic<std::uint64_t> meta_applied{0};
+
+  std::mutex wake_mutex;
+  std::condition_variable wake_cv;
+  std::atomic<bool> stopping{false};      // threads finish their drain and exit
+  std::atomic<bool> draining{false};      // forwarder: exit once the spool is empty
+  std::atomic<bool> index_stop{false};
+  std::atomic<bool> lease_stop{false};
+  std::atomic<bool> settled{false};       // every shard held here is ours and every one of ours held
+
+  mutable std::mutex lease_mutex;
+  std::vector<bool> held;
+  std::map<std::uint32_t, std::uint64_t> lease_rev;
+  std::vector<std::string> live_workers;
+  log::RateLimitedWarn lease_warn{std::chrono::milliseconds(10'000)};
+  log::RateLimitedWarn watch_warn{std::chrono::milliseconds(10'000)};
+  natsSubscription* worker_sub = nullptr;  // lease thread only
+  std::map<std::string, std::int64_t> worker_seen;  // worker -> last heartbeat, server ms
+
+  std::mutex meta_mutex;
+  std::map<std::string, std::string> meta_pending;
+
+  std::thread forwarder, indexer, leases, meta;
+
+  Impl(ClusterOptions o, store::Store& s, metrics::Metrics& m)
+      : opt(std::move(o)), store(s), metrics(m), held(opt.shard_count, false) {}
+
+  // ---- connection and setup -------------------------------------------------------------
+
+  void connect() {
+    natsOptions* no = nullptr;
+    natsOptions_Create(&no);
+    std::vector<const char*> servers;
+    for (const auto& u : opt.urls) servers.push_back(u.c_str());
+    natsOptions_SetServers(no, servers.data(), static_cast<int>(servers.size()));
+    natsOptions_SetMaxReconnect(no, -1);
+    natsOptions_SetReconnectWait(no, 200);
+    natsOptions_SetTimeout(no, 2000);
+    natsOptions_SetRetryOnFailedConnect(no, true, nullptr, nullptr);
+    natsOptions_SetName(no, ("earnd-" + opt.node_id).c_str());
+    natsStatus s = natsConnection_Connect(&nc, no);
+    natsOptions_Destroy(no);
+    if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
+      throw StartupError("cluster: cannot create the NATS connection: " + nats_error(s));
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = opt.ack_wait_ms;
+    jo.PublishAsync.MaxPending = opt.publish_max_pending;
+    jo.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* self) {
+      static_cast<Impl*>(self)->publish_failures.fetch_add(1, std::memory_order_relaxed);
+    };
+    jo.PublishAsync.ErrHandlerClosure = this;
+    s = natsConnection_JetStream(&js, nc, &jo);
+    jsOptions lo;
+    jsOptions_Init(&lo);
+    lo.Wait = opt.lease_op_timeout_ms;
+    if (s == NATS_OK) s = natsConnection_JetStream(&lease_js, nc, &lo);
+    if (s != NATS_OK) {
+      throw StartupError("cluster: cannot create the JetStream context: " + nats_error(s));
+    }
+    log->info("event=nats_connecting servers={} node={} role={}", opt.urls.size(), opt.node_id,
+              opt.role == Role::kEdge ? "edge" : opt.role == Role::kWorker ? "worker" : "both");
+  }
+
+  // ttl_s: 0 for none. (libnats 3.4.1 takes kvConfig.TTL in nanoseconds, not as documented.)
+  bool bucket(kvStore** out, const char* name, std::int64_t ttl_s, int history,
+              jsCtx* ctx = nullptr) {
+    jsCtx* js = ctx != nullptr ? ctx : this->js;
+    if (*out != nullptr) return true;
+    kvConfig kc;
+    kvConfig_Init(&kc);
+    kc.Bucket = name;
+    kc.History = static_cast<std::uint8_t>(history);
+    kc.TTL = ttl_s * 1'000'000'000;
+    kc.Replicas = static_cast<int>(opt.replicas);
+    kc.StorageType = js_FileStorage;
+    natsStatus s = js_KeyValue(out, js, name);
+    if (s == NATS_OK) return true;
+    s = js_CreateKeyValue(out, js, &kc);
+    if (s == NATS_OK) return true;
+    std::string create_error = nats_error(s);
+    s = js_KeyValue(out, js, name);  // created by another node meanwhile
+    if (s != NATS_OK) {
+      *out = nullptr;
+      log->warn("event=bucket_unavailable bucket={} error=\"{}\"", name, create_error);
+      return false;
+    }
+    return true;
+  }
+
+  // Creates the click stream and the buckets if missing. Idempotent; retried by every thread
+  // until it succeeds (JetStream API calls fail for a few seconds after a node dies).
+  bool ensure_ready() {
+    if (ready.load(std::memory_order_acquire)) return true;
+    std::lock_guard lock(setup_mutex);
+    if (ready.load(std::memory_order_acquire)) return true;
+    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) return false;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
+    if (s == NATS_NOT_FOUND) {
+      jsStreamConfig sc;
+      jsStreamConfig_Init(&sc);
+      const char* subjects[] = {kClickSubjects};
+      sc.Name = kClickStream;
+      sc.Subjects = subjects;
+      sc.SubjectsLen = 1;
+      sc.Storage = js_FileStorage;
+      sc.Replicas = opt.replicas;
+      sc.Duplicates = std::int64_t{opt.duplicate_window_s} * 1'000'000'000;
+      s = js_AddStream(&si, js, &sc, nullptr, &jerr);
+      if (s != NATS_OK) {
+        s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
+      }
+    }
+    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+      log->warn("event=stream_unavailable stream={} error=\"{}\"", kClickStream, nats_error(s));
+      return false;
+    }
+    if (!bucket(&meta_kv, kMetaBucket, 0, 1) || !bucket(&outcome_kv, kOutcomeBucket, 0, 1) ||
+        !bucket(&lease_kv, kLeaseBucket, opt.lease_ttl_s, 1, lease_js)) {
+      return false;
+    }
+    ready.store(true, std::memory_order_release);
+    log->info("event=cluster_ready stream={} replicas={} shards={}", kClickStream, opt.replicas,
+              opt.shard_count);
+    return true;
+  }
+
+  void wake() {
+    wake_cv.notify_one();
+  }
+
+  // ---- forwarder ----------------------------------------------------------------------------
+
+  void run_forwarder() {
+    std::vector<std::pair<std::uint64_t, std::string>> round;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = opt.ack_wait_ms;
+    log::RateLimitedWarn warn(std::chrono::milliseconds(10'000));
+    while (true) {
+      std::uint64_t from = forwarded_seq.load() + 1;
+      std::uint64_t end = sink->next_seq();
+      if (from >= end) {
+        if (draining.load() || stopping.load()) return;
+        std::unique_lock lock(wake_mutex);
+        wake_cv.wait_for(lock, std::chrono::milliseconds(50));
+        continue;
+      }
+      if (!ensure_ready()) {
+        if (stopping.load()) return;
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      round.clear();
+      for (std::uint64_t seq = from; seq < end && round.size() < opt.forward_batch; ++seq) {
+        auto v = store.get_doc(spool_key(seq));
+        if (!v || !*v) break;
+        round.emplace_back(seq, std::move(**v));
+      }
+      if (round.empty()) {
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      publish_failures.store(0);
+      bool ok = true;
+      char id_text[kClickIdTextLength + 1] = {};
+      for (const auto& [seq, value] : round) {
+        auto id = ClickId::from_key(std::string_view(value).substr(0, kClickIdBytes));
+        if (!id) continue;  // a damaged entry: nothing to forward
+        id->to_text(id_text);
+        std::string subject = "earnd.clicks." + std::to_string(id->shard());
+        natsMsg* m = nullptr;
+        natsMsg_Create(&m, subject.c_str(), nullptr, value.data(), static_cast<int>(value.size()));
+        natsMsgHeader_Set(m, "Nats-Msg-Id", id_text);
+        natsStatus s = js_PublishMsgAsync(js, &m, &po);
+        if (s != NATS_OK) {
+          natsMsg_Destroy(m);
+          ok = false;
+          break;
+        }
+      }
+      jsPubOptions co;
+      jsPubOptions_Init(&co);
+      co.MaxWait = opt.ack_wait_ms + 500;
+      natsStatus s = js_PublishAsyncComplete(js, &co);
+      if (s != NATS_OK) {
+        natsMsgList pending{};
+        if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) {
+          natsMsgList_Destroy(&pending);
+        }
+        ok = false;
+      }
+      if (publish_failures.load() != 0) ok = false;
+      if (!ok) {
+        if (auto n = warn.hit()) {
+          log->warn("event=forward_retry clicks={} spool={} occurrences={}", round.size(),
+                    end - from, n);
+        }
+        if (stopping.load()) return;
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      store::Store::DocBatch done;
+      for (const auto& r : round) done.deletes.push_back(spool_key(r.first));
+      done.puts.emplace_back(std::string(kForwardCursorKey), be64(round.back().first));
+      if (auto ec = store.write(done, false)) {
+        log->error("event=forward_cursor_write_failed error=\"{}\"", ec.message());
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      forwarded_seq.store(round.back().first);
+      forwarded_total.fetch_add(round.size());
+    }
+  }
+
+  // ---- indexer ------------------------------------------------------------------------------
+
+  natsSubscription* subscribe_clicks() {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = kClickStream;
+    so.Ordered = true;
+    so.Config.Heartbeat = std::int64_t{opt.heartbeat_ms} * 1'000'000;
+    std::uint64_t applied = applied_seq.load();
+    if (applied > 0) {
+      so.Config.DeliverPolicy = js_DeliverByStartSequence;
+      so.Config.OptStartSeq = applied + 1;
+    } else {
+      so.Config.DeliverPolicy = js_DeliverAll;
+    }
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_SubscribeSync(&sub, js, kClickSubjects, nullptr, &so, &jerr);
+    if (s != NATS_OK) {
+      log->warn("event=click_consumer_failed from_seq={} error=\"{}\"", applied + 1,
+                nats_error(s));
+      return nullptr;
+    }
+    log->info("event=click_consumer from_seq={}", applied + 1);
+    return sub;
+  }
+
+  void run_indexer() {
+    natsSubscription* sub = nullptr;
+    store::ClickBatch batch = store.make_click_batch();
+    store::Store::DocBatch cursor;
+    while (!index_stop.load()) {
+      if (!ensure_ready()) {
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      if (sub == nullptr && (sub = subscribe_clicks()) == nullptr) {
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      batch.clear();
+      std::uint64_t last_seq = applied_seq.load();
+      std::uint64_t first_ts = 0;
+      bool failed = false;
+      std::size_t seen = 0;
+      for (; seen < opt.index_batch; ++seen) {
+        natsMsg* m = nullptr;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, seen == 0 ? 200 : 2);
+        if (s == NATS_TIMEOUT) break;
+        if (s != NATS_OK) {
+          log->warn("event=click_consumer_error error=\"{}\"", nats_error(s));
+          failed = true;
+          break;
+        }
+        jsMsgMetaData* md = nullptr;
+        std::uint64_t seq = 0;
+        if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+          seq = md->Sequence.Stream;
+          jsMsgMetaData_Destroy(md);
+        }
+        if (seq != 0 && seq <= last_seq) {
+          natsMsg_Destroy(m);
+          continue;  // replayed after a consumer reset
+        }
+        std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        auto id = ClickId::from_key(data.substr(0, std::min(data.size(), kClickIdBytes)));
+        if (id && data.size() > kClickIdBytes) {
+          auto rec = decode_click(*id, data.substr(kClickIdBytes));
+          auto have = store.get_click(*id);
+          if (rec && have && !*have) {
+            batch.add(*rec);
+            if (first_ts == 0) first_ts = rec->ts_ms;
+          }
+        }
+        if (seq != 0) last_seq = seq;
+        natsMsg_Destroy(m);
+      }
+      if (last_seq != applied_seq.load()) {
+        cursor.puts.clear();
+        cursor.puts.emplace_back(std::string(kAppliedKey), be64(last_seq));
+        // The cursor rides in the click batch's write order: clicks first (not synced), then
+        // the cursor; after a crash the clicks are re-read from the stream and skipped by id.
+        std::size_t n = batch.count();
+        if (auto ec = store.write_clicks(batch, false)) {
+          log->error("event=index_write_failed error=\"{}\"", ec.message());
+          failed = true;
+        } else if (auto ec2 = store.write(cursor, false)) {
+          log->error("event=index_cursor_write_failed error=\"{}\"", ec2.message());
+          failed = true;
+        } else {
+          applied_seq.store(last_seq);
+          indexed_total.fetch_add(n);
+          if (n > 0) {
+            std::uint64_t now = now_ms();
+            index_lag_ms.store(now > first_ts ? now - first_ts : 0);
+          }
+        }
+      }
+      if (failed) {
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+        sleep_ms(opt.retry_ms);
+      }
+    }
+    if (sub != nullptr) natsSubscription_Destroy(sub);
+  }
+
+  std::optional<std::uint64_t> stream_last_seq() {
+    if (!ready.load()) return std::nullopt;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr) != NATS_OK) return std::nullopt;
+    std::uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    return last;
+  }
+
+  // ---- leases -------------------------------------------------------------------------------
+
+  void save_held() {
+    std::string bits;
+    {
+      std::lock_guard lock(lease_mutex);
+      for (bool b : held) bits.push_back(b ? '1' : '0');
+    }
+    if (auto ec = store.put_meta(kHeldKey, bits)) {
+      log->error("event=held_shards_write_failed error=\"{}\"", ec.message());
+    }
+  }
+
+  // Live workers from an ordered consumer on the workers' heartbeat keys (cheaper and steadier
+  // under load than listing the bucket's keys each tick): a worker is live while its last
+  // heartbeat, by the server's timestamp, is younger than the lease TTL.
+  // LIMIT: compares server timestamps with the local clock; machines need synchronized clocks.
+  std::optional<std::vector<std::string>> workers() {
+    if (worker_sub == nullptr) {
+      jsSubOptions so;
+      jsSubOptions_Init(&so);
+      std::string stream = std::string("KV_") + kLeaseBucket;
+      so.Stream = stream.c_str();
+      so.Ordered = true;
+      so.Config.Heartbeat = std::int64_t{opt.heartbeat_ms} * 1'000'000;
+      so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      std::string subject = std::string("$KV.") + kLeaseBucket + ".w.>";
+      natsStatus s = js_SubscribeSync(&worker_sub, js, subject.c_str(), nullptr, &so, &jerr);
+      if (s != NATS_OK) {
+        worker_sub = nullptr;
+        if (auto n = watch_warn.hit()) {
+          log->warn("event=worker_watch_failed error=\"{}\" occurrences={}", nats_error(s), n);
+        }
+        return std::nullopt;
+      }
+    }
+    const std::string prefix = std::string("$KV.") + kLeaseBucket + ".w.";
+    for (int i = 0; i < 10'000; ++i) {
+      natsMsg* m = nullptr;
+      natsStatus s = natsSubscription_NextMsg(&m, worker_sub, 1);
+      if (s == NATS_TIMEOUT) break;
+      if (s != NATS_OK) {
+        natsSubscription_Destroy(worker_sub);
+        worker_sub = nullptr;
+        return std::nullopt;
+      }
+      std::string_view subject(natsMsg_GetSubject(m));
+      const char* op = nullptr;
+      bool removed = natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != nullptr &&
+                     (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0);
+      if (subject.starts_with(prefix)) {
+        std::string w(subject.substr(prefix.size()));
+        jsMsgMetaData* md = nullptr;
+        std::int64_t ts_ms = static_cast<std::int64_t>(now_ms());
+        if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+          ts_ms = md->Timestamp / 1'000'000;
+          jsMsgMetaData_Destroy(md);
+        }
+        if (removed) {
+          worker_seen.erase(w);
+        } else {
+          worker_seen[w] = ts_ms;
+        }
+      }
+      natsMsg_Destroy(m);
+    }
+    std::int64_t now = static_cast<std::int64_t>(now_ms());
+    std::vector<std::string> out;
+    for (const auto& [w, ts] : worker_seen) {
+      if (now - ts < std::int64_t{opt.lease_ttl_s} * 1000) out.push_back(w);
+    }
+    return out;
+  }
+
+  void lease_tick() {
+    std::string me = opt.node_id;
+    settled.store(false);
+    if (natsStatus s = kvStore_PutString(nullptr, lease_kv, ("w." + me).c_str(), me.c_str());
+        s != NATS_OK) {
+      if (auto n = lease_warn.hit()) {
+        log->warn("event=worker_heartbeat_failed error=\"{}\" occurrences={}", nats_error(s), n);
+      }
+      return;
+    }
+    auto live = workers();
+    if (!live) return;
+    if (std::find(live->begin(), live->end(), me) == live->end()) live->push_back(me);
+    bool changed = false;
+    bool healthy = true;
+    for (std::uint32_t shard = 0; shard < opt.shard_count; ++shard) {
+      std::string key = "s." + std::to_string(shard);
+      bool mine = rendezvous_owner(*live, shard) == me;
+      bool have;
+      std::uint64_t rev = 0;
+      {
+        std::lock_guard lock(lease_mutex);
+        have = held[shard];
+        rev = lease_rev[shard];
+      }
+      if (have && !mine) {
+        // Hand over: drop it here first, then delete the lease so the new owner can create it.
+        {
+          std::lock_guard lock(lease_mutex);
+          held[shard] = false;
+        }
+        changed = true;
+        save_held();
+        kvStore_Delete(lease_kv, key.c_str());
+        log->info("event=shard_released shard={} to={}", shard, rendezvous_owner(*live, shard));
+        continue;
+      }
+      if (!mine) continue;
+      std::uint64_t new_rev = 0;
+      if (have) {
+        natsStatus s = kvStore_UpdateString(&new_rev, lease_kv, key.c_str(), me.c_str(), rev);
+        if (s == NATS_OK) {
+          std::lock_guard lock(lease_mutex);
+          lease_rev[shard] = new_rev;
+          continue;
+        }
+        // Lost only when someone else holds it now; a transport error keeps the lease.
+        kvEntry* e = nullptr;
+        natsStatus g = kvStore_Get(&e, lease_kv, key.c_str());
+        if (g != NATS_OK && g != NATS_NOT_FOUND) {
+          healthy = false;
+          break;
+        }
+        if (g == NATS_OK) {
+          std::string holder = kvEntry_ValueString(e);
+          std::uint64_t cur = kvEntry_Revision(e);
+          kvEntry_Destroy(e);
+          std::lock_guard lock(lease_mutex);
+          if (holder == me) {
+            lease_rev[shard] = cur;
+          } else {
+            held[shard] = false;
+            changed = true;
+            log->warn("event=shard_lost shard={} holder={}", shard, holder);
+          }
+        }
+        continue;
+      }
+      natsStatus s = kvStore_CreateString(&new_rev, lease_kv, key.c_str(), me.c_str());
+      if (s != NATS_OK) {
+        kvEntry* e = nullptr;
+        natsStatus g = kvStore_Get(&e, lease_kv, key.c_str());
+        if (g == NATS_NOT_FOUND) continue;  // just deleted: the next tick creates it
+        if (g != NATS_OK) {
+          healthy = false;  // the bucket does not answer: try again next tick
+          break;
+        }
+        std::string holder = kvEntry_ValueString(e);
+        std::uint64_t cur = kvEntry_Revision(e);
+        kvEntry_Destroy(e);
+        if (holder != me ||
+            kvStore_UpdateString(&new_rev, lease_kv, key.c_str(), me.c_str(), cur) != NATS_OK) {
+          continue;  // another worker holds it until it hands over or its lease expires
+        }
+      }
+      {
+        std::lock_guard lock(lease_mutex);
+        held[shard] = true;
+        lease_rev[shard] = new_rev;
+      }
+      changed = true;
+      log->info("event=shard_acquired shard={}", shard);
+    }
+    {
+      std::lock_guard lock(lease_mutex);
+      if (live_workers != *live) {
+        std::string names;
+        for (const auto& w : *live) names += (names.empty() ? "" : ",") + w;
+        log->info("event=workers_changed workers={} count={}", names, live->size());
+      }
+      live_workers = *live;
+    }
+    if (changed) save_held();
+    bool done = healthy;
+    {
+      std::lock_guard lock(lease_mutex);
+      for (std::uint32_t shard = 0; shard < opt.shard_count && done; ++shard) {
+        done = held[shard] == (rendezvous_owner(*live, shard) == me);
+      }
+    }
+    settled.store(done);
+  }
+
+  void run_leases() {
+    save_held();  // present (maybe empty) from the first start: exports filter by it
+    while (!lease_stop.load()) {
+      if (ensure_ready()) lease_tick();
+      // While shards are in flight between workers, tick faster.
+      std::uint32_t wait = settled.load() ? opt.lease_renew_ms : opt.lease_renew_ms / 4;
+      std::unique_lock lock(wake_mutex);
+      wake_cv.wait_for(lock, std::chrono::milliseconds(wait), [&] { return lease_stop.load(); });
+    }
+    if (worker_sub != nullptr) natsSubscription_Destroy(worker_sub);
+    worker_sub = nullptr;
+  }
+
+  void release_all() {
+    if (!ready.load()) return;
+    std::vector<std::uint32_t> shards;
+    {
+      std::lock_guard lock(lease_mutex);
+      for (std::uint32_t i = 0; i < held.size(); ++i) {
+        if (held[i]) shards.push_back(i);
+        held[i] = false;
+      }
+    }
+    save_held();
+    for (auto shard : shards) kvStore_Delete(lease_kv, ("s." + std::to_string(shard)).c_str());
+    kvStore_Delete(lease_kv, ("w." + opt.node_id).c_str());
+    log->info("event=leases_released shards={}", shards.size());
+  }
+
+  // ---- meta replication ----------------------------------------------------------------------
+
+  natsSubscription* subscribe_meta() {
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    std::string stream = std::string("KV_") + kMetaBucket;
+    so.Stream = stream.c_str();
+    so.Ordered = true;
+    so.Config.Heartbeat = std::int64_t{opt.heartbeat_ms} * 1'000'000;
+    so.Config.DeliverPolicy = js_DeliverLastPerSubject;
+    natsSubscription* sub = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    std::string subject = std::string("$KV.") + kMetaBucket + ".>";
+    natsStatus s = js_SubscribeSync(&sub, js, subject.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) {
+      log->warn("event=meta_consumer_failed error=\"{}\"", nats_error(s));
+      return nullptr;
+    }
+    return sub;
+  }
+
+  void push_meta() {
+    std::map<std::string, std::string> todo;
+    {
+      std::lock_guard lock(meta_mutex);
+      todo.swap(meta_pending);
+    }
+    for (auto it = todo.begin(); it != todo.end();) {
+      std::string key = hex(it->first);
+      if (kvStore_Put(nullptr, meta_kv, key.c_str(), it->second.data(),
+                      static_cast<int>(it->second.size())) != NATS_OK) {
+        break;
+      }
+      it = todo.erase(it);
+    }
+    if (!todo.empty()) {
+      std::lock_guard lock(meta_mutex);
+      for (auto& [k, v] : todo) meta_pending.try_emplace(k, std::move(v));  // newer ones win
+    }
+  }
+
+  void run_meta() {
+    natsSubscription* sub = nullptr;
+    std::vector<std::pair<std::string, std::string>> kv;
+    const std::string prefix = std::string("$KV.") + kMetaBucket + ".";
+    while (!stopping.load()) {
+      if (!ensure_ready()) {
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      push_meta();
+      if (sub == nullptr && (sub = subscribe_meta()) == nullptr) {
+        sleep_ms(opt.retry_ms);
+        continue;
+      }
+      kv.clear();
+      bool failed = false;
+      for (std::size_t i = 0; i < 4096; ++i) {
+        natsMsg* m = nullptr;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, i == 0 ? 20 : 1);
+        if (s == NATS_TIMEOUT) break;
+        if (s != NATS_OK) {
+          failed = true;
+          break;
+        }
+        const char* op = nullptr;
+        bool removed = natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != nullptr &&
+                       (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0);
+        std::string_view subject(natsMsg_GetSubject(m));
+        if (!removed && subject.starts_with(prefix)) {
+          if (auto key = unhex(subject.substr(prefix.size()))) {
+            kv.emplace_back(std::move(*key),
+                            std::string(natsMsg_GetData(m),
+                                        static_cast<std::size_t>(natsMsg_GetDataLength(m))));
+          }
+        }
+        natsMsg_Destroy(m);
+      }
+      if (!kv.empty()) {
+        std::size_t n = catalog->apply_replicated(kv);
+        meta_applied.fetch_add(n);
+        if (n > 0) log->debug("event=meta_applied records={}", n);
+      }
+      if (failed) {
+        natsSubscription_Destroy(sub);
+        sub = nullptr;
+        sleep_ms(opt.retry_ms);
+      }
+    }
+    push_meta();
+    if (sub != nullptr) natsSubscription_Destroy(sub);
+  }
+};
+
+Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(std::move(options), store, metrics)) {
+  Impl& i = *impl_;
+  if (i.opt.node_id.empty()) {
+    auto stored = store.get_meta(kNodeIdKey);
+    if (stored && *stored) {
+      i.opt.node_id = **stored;
+    } else {
+      i.opt.node_id = random_hex(6);
+      if (store.put_meta(kNodeIdKey, i.opt.node_id)) {
+        throw StartupError("cluster: cannot store the node id");
+      }
+    }
+  }
+  std::uint64_t fwd = 0;
+  if (auto v = store.get_doc(kForwardCursorKey); v && *v) fwd = from_be64(**v);
+  std::uint64_t next = fwd + 1;
+  while (true) {
+    auto v = store.get_doc(spool_key(next));
+    if (!v || !*v) break;
+    ++next;
+  }
+  i.forwarded_seq = fwd;
+  if (auto v = store.get_doc(kAppliedKey); v && *v) i.applied_seq = from_be64(**v);
+  if (auto h = held_shards(store); h && h->size() == i.opt.shard_count) i.held = *h;
+  i.sink = std::make_unique<SpoolSink>(store, next, [p = &i] { p->wake(); });
+  i.log->info("event=cluster_node node={} spool={} applied_seq={}", i.opt.node_id,
+              next - 1 - fwd, i.applied_seq.load());
+
+  auto& m = metrics;
+  m.add_gauge("earnd_cluster_spool_clicks", "Clicks stored here, not yet in the stream.",
+              [p = &i] {
+                return static_cast<double>(p->sink->next_seq() - 1 - p->forwarded_seq.load());
+              });
+  m.add_gauge("earnd_cluster_forward_lag_seconds", "Age of the oldest unforwarded click.",
+              [this] { return status().forward_lag_s; });
+  m.add_gauge("earnd_cluster_forwarded_total", "Clicks acknowledged by the stream since start.",
+              [p = &i] { return static_cast<double>(p->forwarded_total.load()); });
+  m.add_gauge("earnd_cluster_applied_seq", "Last stream sequence applied to the local index.",
+              [p = &i] { return static_cast<double>(p->applied_seq.load()); });
+  m.add_gauge("earnd_cluster_indexed_total", "Clicks indexed from the stream since start.",
+              [p = &i] { return static_cast<double>(p->indexed_total.load()); });
+  m.add_gauge("earnd_cluster_index_lag_seconds", "Click to index time of the last indexed batch.",
+              [p = &i] { return static_cast<double>(p->index_lag_ms.load()) / 1000.0; });
+  m.add_gauge("earnd_cluster_shards_held", "Click shards this worker holds a lease on.",
+              [p = &i] {
+                std::lock_guard lock(p->lease_mutex);
+                return static_cast<double>(std::count(p->held.begin(), p->held.end(), true));
+              });
+  m.add_gauge("earnd_cluster_connected", "1 while connected to a NATS server.", [p = &i] {
+    return p->nc != nullptr && natsConnection_Status(p->nc) == NATS_CONN_STATUS_CONNECTED ? 1.0
+                                                                                          : 0.0;
+  });
+}
+
+Node::~Node() {
+  stop();
+  Impl& i = *impl_;
+  if (i.meta_kv) kvStore_Destroy(i.meta_kv);
+  if (i.outcome_kv) kvStore_Destroy(i.outcome_kv);
+  if (i.lease_kv) kvStore_Destroy(i.lease_kv);
+  if (i.js) jsCtx_Destroy(i.js);
+  if (i.lease_js) jsCtx_Destroy(i.lease_js);
+  if (i.nc) {
+    natsConnection_Close(i.nc);
+    natsConnection_Destroy(i.nc);
+  }
+}
+
+void Node::start(links::Catalog& catalog) {
+  Impl& i = *impl_;
+  i.catalog = &catalog;
+  i.connect();
+  i.forwarder = std::thread([&i] { i.run_forwarder(); });
+  i.indexer = std::thread([&i] { i.run_indexer(); });
+  i.meta = std::thread([&i] { i.run_meta(); });
+  if (i.opt.role != Role::kEdge) {
+    i.leases = std::thread([&i] { i.run_leases(); });
+  }
+}
+
+void Node::stop(bool release_leases) {
+  Impl& i = *impl_;
+  if (!i.forwarder.joinable() && !i.indexer.joinable()) return;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(i.opt.drain_timeout_ms);
+  // 1. Spool to stream: the forwarder exits once the spool is empty (or at the deadline).
+  i.draining = true;
+  i.wake();
+  while (i.forwarded_seq.load() + 1 < i.sink->next_seq() &&
+         std::chrono::steady_clock::now() < deadline) {
+    sleep_ms(10);
+  }
+  std::uint64_t left = i.sink->next_seq() - 1 - i.forwarded_seq.load();
+  i.stopping = true;
+  i.wake_cv.notify_all();
+  if (i.forwarder.joinable()) i.forwarder.join();
+  // 2. Index up to the stream's last sequence, so the held shards are complete here.
+  std::optional<std::uint64_t> last;
+  while (!(last = i.stream_last_seq()) && std::chrono::steady_clock::now() < deadline) {
+    sleep_ms(i.opt.retry_ms);
+  }
+  while (last && i.applied_seq.load() < *last && std::chrono::steady_clock::now() < deadline) {
+    sleep_ms(10);
+  }
+  i.index_stop = true;
+  if (i.indexer.joinable()) i.indexer.join();
+  // 3. Shard handover in flight: finish it, so the held sets of the workers cover every shard.
+  while (i.leases.joinable() && !i.settled.load() && std::chrono::steady_clock::now() < deadline) {
+    sleep_ms(10);
+  }
+  bool settled = i.settled.load();
+  i.lease_stop = true;
+  i.wake_cv.notify_all();
+  if (i.leases.joinable()) i.leases.join();
+  if (i.meta.joinable()) i.meta.join();
+  if (release_leases) i.release_all();
+  i.log->info("event=cluster_stopped spool_left={} applied_seq={} stream_last_seq={} settled={}",
+              left, i.applied_seq.load(), last ? std::to_string(*last) : std::string("unknown"),
+              settled);
+}
+
+ingest::ClickSink& Node::sink() { return *impl_->sink; }
+
+void Node::on_meta_written(const std::vector<std::pair<std::string, std::string>>& kv) {
+  {
+    std::lock_guard lock(impl_->meta_mutex);
+    for (const auto& [k, v] : kv) impl_->meta_pending[k] = v;
+  }
+}
+
+bool Node::await_click(const ClickId& id) {
+  Impl& i = *impl_;
+  std::uint64_t now = now_ms();
+  if (id.ts_ms() + i.opt.click_wait_age_ms < now) return false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(i.opt.click_wait_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto c = i.store.get_click(id);
+    if (c && *c) return true;
+    sleep_ms(5);
+  }
+  return false;
+}
+
+std::optional<std::string> Node::claim(std::string_view program, std::string_view event_id,
+                                       std::string_view body) {
+  Impl& i = *impl_;
+  if (!i.ensure_ready()) return std::nullopt;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(event_id.data()), event_id.size(), digest);
+  std::string key = std::string(program) + "." +
+                    hex(std::string_view(reinterpret_cast<const char*>(digest), 16));
+  uint64_t rev = 0;
+  natsStatus s = kvStore_Create(&rev, i.outcome_kv, key.c_str(), body.data(),
+                                static_cast<int>(body.size()));
+  if (s == NATS_OK) return std::string();
+  kvEntry* e = nullptr;
+  if (kvStore_Get(&e, i.outcome_kv, key.c_str()) != NATS_OK) {
+    i.log->warn("event=outcome_claim_failed program={} error=\"{}\"", program, nats_error(s));
+    return std::nullopt;
+  }
+  std::string stored(static_cast<const char*>(kvEntry_Value(e)),
+                     static_cast<std::size_t>(kvEntry_ValueLen(e)));
+  kvEntry_Destroy(e);
+  return stored;
+}
+
+Status Node::status() const {
+  const Impl& i = *impl_;
+  Status st;
+  st.node_id = i.opt.node_id;
+  st.connected = i.nc != nullptr && natsConnection_Status(i.nc) == NATS_CONN_STATUS_CONNECTED;
+  st.ready = i.ready.load();
+  std::uint64_t fwd = i.forwarded_seq.load();
+  st.spool_depth = i.sink->next_seq() - 1 - fwd;
+  st.forwarded = i.forwarded_total.load();
+  if (st.spool_depth > 0) {
+    if (auto v = i.store.get_doc(spool_key(fwd + 1)); v && *v && (*v)->size() >= kClickIdBytes) {
+      if (auto id = ClickId::from_key(std::string_view(**v).substr(0, kClickIdBytes))) {
+        std::uint64_t now = now_ms();
+        st.forward_lag_s = now > id->ts_ms() ? static_cast<double>(now - id->ts_ms()) / 1000.0 : 0;
+      }
+    }
+  }
+  st.applied_seq = i.applied_seq.load();
+  st.indexed = i.indexed_total.load();
+  st.index_lag_ms_last = i.index_lag_ms.load();
+  std::lock_guard lock(i.lease_mutex);
+  for (std::uint32_t s = 0; s < i.held.size(); ++s) {
+    if (i.held[s]) st.held_shards.push_back(s);
+  }
+  st.live_workers = i.live_workers;
+  return st;
+}
+
+}  // namespace earnd::cluster
