@@ -267,7 +267,10 @@ void add_security_headers(Reply& r) {
                          "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
                          "form-action 'self'; frame-ancestors 'none'");
   r.headers.emplace_back("X-Frame-Options", "DENY");
-  r.headers.emplace_back("Referrer-Policy", "no-referrer");
+  // strict-origin, not no-referrer: under no-referrer a browser sends "Origin: null" on the
+  // pages' own form POSTs (staff sign-in, portal Continue), which same_origin() must refuse. A
+  // Referer then carries the origin alone, never a path, so no sign-in token reaches it.
+  r.headers.emplace_back("Referrer-Policy", "strict-origin");
   r.headers.emplace_back("Cross-Origin-Opener-Policy", "same-origin");
   r.headers.emplace_back("Cross-Origin-Resource-Policy", "same-origin");
 }

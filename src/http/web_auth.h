@@ -78,7 +78,8 @@ bool same_origin(const Request& req);
 bool csrf_ok(const Request& req, const Session& session);
 
 // The security headers of every page, asset and API answer of the web pages: CSP with
-// default-src 'self' and frame-ancestors 'none', nosniff, no Referer, no framing.
+// default-src 'self' and frame-ancestors 'none', nosniff, a Referer of the origin alone (no
+// path, so no token), no framing.
 void add_security_headers(Reply& r);
 
 // Decodes one field of an application/x-www-form-urlencoded body ("" when absent).
