@@ -190,8 +190,8 @@ class SpoolSink final : public ingest::ClickSink {
     }
     // Published only once the spool entries exist, so the forwarder never sees a gap.
     next_seq_.store(seq, std::memory_order_release);
-    last_bytes_ = batch_.data_bytes();
     auto ec = store_.write_clicks(batch_, sync);
+    last_bytes_ = batch_.data_bytes();  // complete only once written (counters are summed)
     wake_();
     return ec;
   }

@@ -19,8 +19,9 @@ ErrorCode StoreSink::write(std::span<const ClickRecord> clicks, bool sync) {
   for (const auto& c : clicks) {
     impl_->batch.add(c);
   }
-  last_bytes_ = impl_->batch.data_bytes();
-  return impl_->store.write_clicks(impl_->batch, sync);
+  auto ec = impl_->store.write_clicks(impl_->batch, sync);
+  last_bytes_ = impl_->batch.data_bytes();  // complete only once written (counters are summed)
+  return ec;
 }
 
 ErrorCode StoreSink::sync() { return impl_->store.sync_wal(); }

@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 
@@ -13,6 +14,8 @@
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 
 namespace earnd::store {
 namespace {
@@ -137,6 +140,19 @@ struct ClickBatch::Impl {
   rocksdb::ColumnFamilyHandle* clicks = nullptr;
   rocksdb::ColumnFamilyHandle* visitor = nullptr;
   rocksdb::ColumnFamilyHandle* counters = nullptr;
+  // The day counters of the batch's clicks, summed per counter key and written as one merge
+  // operand each when the batch is written: a batch of many clicks on a few links adds a few
+  // memtable entries instead of one per click.
+  boost::unordered_flat_map<std::string, std::array<std::uint64_t, 3>> pending_counters;
+
+  void emit_counters() {
+    for (const auto& [key, add] : pending_counters) {
+      wb.Merge(counters, key,
+               rocksdb::Slice(reinterpret_cast<const char*>(add.data()), sizeof(add)))
+          .PermitUncheckedError();
+    }
+    pending_counters.clear();
+  }
 };
 
 struct Store::Impl {
@@ -194,6 +210,7 @@ ClickBatch& ClickBatch::operator=(ClickBatch&&) noexcept = default;
 
 void ClickBatch::clear() {
   impl_->wb.Clear();
+  impl_->pending_counters.clear();
   count_ = 0;
 }
 
@@ -218,10 +235,10 @@ void ClickBatch::add(const ClickRecord& c) {
   put_short(c.code, i.value);
   i.wb.Put(i.visitor, i.key, i.value).PermitUncheckedError();
 
-  std::uint64_t add[3] = {1, c.unique ? 1u : 0u, c.reason == ClickReason::kHuman ? 0u : 1u};
-  i.wb.Merge(i.counters, counter_key(c.code, bucket_of(c.ts_ms)),
-             rocksdb::Slice(reinterpret_cast<const char*>(add), sizeof(add)))
-      .PermitUncheckedError();
+  auto& add = i.pending_counters[counter_key(c.code, bucket_of(c.ts_ms))];
+  add[0] += 1;
+  add[1] += c.unique ? 1u : 0u;
+  add[2] += c.reason == ClickReason::kHuman ? 0u : 1u;
   ++count_;
 }
 
@@ -341,6 +358,7 @@ ErrorCode Store::write_clicks(ClickBatch& batch, bool sync) {
   if (impl_->out_of_space()) {
     return make_error_code(Errc::kNoSpace);
   }
+  batch.impl_->emit_counters();
   rocksdb::WriteOptions wo;
   wo.sync = sync && !impl_->bulk;
   wo.disableWAL = impl_->bulk;

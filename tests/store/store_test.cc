@@ -218,6 +218,38 @@ TEST_F(StoreTest, SumsLinkDayCountsAcrossBatches) {
   EXPECT_EQ(store_->link_day_counts("other", day_of(kDayStartMs))->clicks, 1u);
 }
 
+// One batch of clicks on two links over two days: the batch sums its counters per link and day
+// before writing them, and the sums must match click by click.
+TEST_F(StoreTest, SumsLinkDayCountsWithinOneBatch) {
+  std::vector<ClickRecord> clicks;
+  for (int i = 0; i < 50; ++i) {
+    ClickRecord c = click(kDayStartMs + 10 + i, i % 5 == 0 ? "other" : "summer24");
+    c.unique = i % 2 == 0;
+    c.reason = i % 7 == 0 ? ClickReason::kBotUa : ClickReason::kHuman;
+    clicks.push_back(c);
+  }
+  clicks.push_back(click(kDayStartMs + 86'400'000 + 1));
+  write(clicks);
+
+  // summer24 on day 0: i not divisible by 5 (40 clicks); unique: even i (20); bots: i % 7 == 0
+  // and not i % 5 == 0: 7, 14, 21, 28, 42, 49 (6).
+  Result<LinkDayCounts> a = store_->link_day_counts("summer24", day_of(kDayStartMs));
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->clicks, 40u);
+  EXPECT_EQ(a->unique_clicks, 20u);
+  EXPECT_EQ(a->bot_clicks, 6u);
+  // other on day 0: i = 0, 5, ..., 45 (10), all of them even i but 5, 15, 25, 35, 45 (5 unique),
+  // bots 0 and 35 (2).
+  Result<LinkDayCounts> b = store_->link_day_counts("other", day_of(kDayStartMs));
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->clicks, 10u);
+  EXPECT_EQ(b->unique_clicks, 5u);
+  EXPECT_EQ(b->bot_clicks, 2u);
+  Result<LinkDayCounts> next = store_->link_day_counts("summer24", day_of(kDayStartMs) + 1);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->clicks, 1u);
+}
+
 TEST_F(StoreTest, LinkDayCountsAreZeroForUnknownLink) {
   Result<LinkDayCounts> c = store_->link_day_counts("nobody", day_of(kDayStartMs));
 

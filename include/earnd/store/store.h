@@ -81,6 +81,8 @@ class ClickBatch {
   void add(const ClickRecord& c);
   void clear();
   std::size_t count() const noexcept { return count_; }
+  // Bytes of the batch as handed to RocksDB; the counters of its clicks are summed per link and
+  // day and added only by Store::write_clicks, so this is complete after that call.
   std::size_t data_bytes() const noexcept;
 
  private:
