@@ -146,6 +146,15 @@ std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Req
     return Reply{200, "application/json",
                  json::serialize(s.ledger.list_payouts(param(u, "program"), param(u, "status"))), {}};
   }
+  if (seg.size() == 3 && seg[1] == "payouts" && seg[2] == "due" && verb == V::get) {
+    std::string program = param(u, "program");
+    if (program.empty()) {
+      return json_error(400, "missing_field", "program is required");
+    }
+    auto due = s.ledger.due_payouts(program);
+    return due ? Reply{200, "application/json", json::serialize(*due), {}}
+               : json_error(404, "not_found", "no such program");
+  }
   if (seg.size() == 3 && seg[1] == "payouts" && seg[2].ends_with(".csv") && verb == V::get) {
     auto csv = s.ledger.payout_csv(std::string_view(seg[2]).substr(0, seg[2].size() - 4));
     return csv ? Reply{200, "text/csv; charset=utf-8", std::move(*csv), {}}

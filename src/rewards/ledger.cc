@@ -1,5 +1,6 @@
 #include "earnd/rewards/ledger.h"
 
+#include <algorithm>
 #include <map>
 
 #include <boost/json.hpp>
@@ -360,6 +361,33 @@ bool payable(const json::object& e, const std::map<std::string, std::string>& st
   return false;
 }
 
+// What a payout of one referrer would gather now: its payable entries and their sum.
+struct Gathered {
+  std::int64_t total_minor = 0;
+  std::vector<const json::object*> entries;  // point into the entries given to gather()
+};
+
+Gathered gather(const std::vector<json::object>& entries) {
+  std::map<std::string, std::string> state_of;
+  for (const auto& e : entries) {
+    state_of[str(e, "id")] = str(e, "state");
+  }
+  Gathered g;
+  for (const auto& e : entries) {
+    if (payable(e, state_of)) {
+      g.total_minor += num(e, "amount_minor");
+      g.entries.push_back(&e);
+    }
+  }
+  return g;
+}
+
+// The rule of POST /v1/payouts, shared with its preview: a referrer is paid when the gathered
+// amount reaches the program's minimum, and never a zero or negative amount.
+bool reaches_minimum(std::int64_t gathered_minor, std::int64_t minimum_minor) {
+  return gathered_minor >= std::max<std::int64_t>(1, minimum_minor);
+}
+
 }  // namespace
 
 json::object Ledger::create_payouts(DocTxn& txn, std::string_view program, std::uint64_t now_ms) {
@@ -368,27 +396,15 @@ json::object Ledger::create_payouts(DocTxn& txn, std::string_view program, std::
   if (p == nullptr) {
     return json::object{{"error", json::object{{"code", "not_found"}, {"message", "no such program"}}}};
   }
-  std::int64_t minimum = std::max<std::int64_t>(1, p->payout_minimum_minor);
   for (const auto& r : catalog_.referrers_of(program)) {
     auto entries = entries_of(r.id);
-    std::map<std::string, std::string> state_of;
-    for (const auto& e : entries) {
-      state_of[str(e, "id")] = str(e, "state");
-    }
-    std::int64_t total = 0;
-    std::vector<const json::object*> gathered;
-    for (const auto& e : entries) {
-      if (payable(e, state_of)) {
-        total += num(e, "amount_minor");
-        gathered.push_back(&e);
-      }
-    }
-    if (total < minimum) {
+    Gathered gathered = gather(entries);
+    if (!reaches_minimum(gathered.total_minor, p->payout_minimum_minor)) {
       continue;
     }
     std::string id = random_token("po_", 16);
     json::array entry_ids;
-    for (const json::object* e : gathered) {
+    for (const json::object* e : gathered.entries) {
       json::object updated = *e;
       updated["payout_id"] = id;
       auto key = txn.get(index_key(str(updated, "id")));
@@ -402,7 +418,7 @@ json::object Ledger::create_payouts(DocTxn& txn, std::string_view program, std::
                         {"referrer_id", r.id},
                         {"external_id", r.external_id},
                         {"name", r.name},
-                        {"amount_minor", total},
+                        {"amount_minor", gathered.total_minor},
                         {"currency", p->currency},
                         {"status", "created"},
                         {"entries", std::move(entry_ids)},
@@ -412,6 +428,46 @@ json::object Ledger::create_payouts(DocTxn& txn, std::string_view program, std::
     txn.emit(std::string(program), "payout.created", payout);
   }
   return json::object{};
+}
+
+std::optional<json::object> Ledger::due_payouts(std::string_view program) const {
+  auto snap = catalog_.snapshot();
+  const links::ProgramView* p = snap->program(program);
+  if (p == nullptr) {
+    return std::nullopt;
+  }
+  json::array due;
+  std::int64_t total = 0;
+  for (const auto& r : catalog_.referrers_of(program)) {
+    auto entries = entries_of(r.id);
+    Gathered gathered = gather(entries);
+    Balance balance = summarize(entries);
+    if (gathered.total_minor == 0 && balance.pending_minor == 0) {
+      continue;  // nothing owed now or later: not a row of a payout screen
+    }
+    bool eligible = reaches_minimum(gathered.total_minor, p->payout_minimum_minor);
+    json::object row{{"referrer_id", r.id}};
+    if (!r.external_id.empty()) {
+      row["external_id"] = r.external_id;
+    }
+    if (!r.name.empty()) {
+      row["name"] = r.name;
+    }
+    if (!r.codes.empty()) {
+      row["code"] = r.codes.front();
+    }
+    row["approved_minor"] = gathered.total_minor;
+    row["pending_minor"] = balance.pending_minor;
+    row["balance_minor"] = balance.balance_minor;
+    row["eligible"] = eligible;
+    total += eligible ? gathered.total_minor : 0;
+    due.push_back(std::move(row));
+  }
+  return json::object{{"program", std::string(program)},
+                      {"currency", p->currency},
+                      {"minimum_minor", p->payout_minimum_minor},
+                      {"due", std::move(due)},
+                      {"total_minor", total}};
 }
 
 std::optional<json::object> Ledger::mark_paid(DocTxn& txn, std::string_view payout_id,

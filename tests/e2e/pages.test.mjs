@@ -264,6 +264,64 @@ test('the referrers CSV download equals the API\'s CSV, and so does a payout\'s'
   assertClean(admin, 'csv');
 });
 
+test('the payouts page shows the due balances of the API, and creating the payouts matches its preview', async () => {
+  // A program of its own with a payout minimum, so that the other tests' payouts stay as seeded.
+  const dues = await earnd.adminOk('POST', '/v1/programs', {
+    id: 'dues', name: 'Dues', currency: 'USD',
+    destination: 'https://shop.example.com/welcome', allowed_hosts: ['shop.example.com'],
+    rewards: [{event: 'sale', referrer: {percent: 20}}], hold_days: 0, payout_minimum_minor: 1000,
+  });
+  const enrol = (b) => earnd.adminOk('POST', '/v1/programs/dues/referrers', b);
+  const cleo = await enrol({external_id: 'u_cleo', name: 'Cleo Park', code: 'cleo'});
+  const dan = await enrol({external_id: 'u_dan', name: 'Dan Ruiz', code: 'dan'});
+  await enrol({external_id: 'u_fay', name: 'Fay Moss', code: 'fay'});  // earns nothing
+  const clicks = [await earnd.click('cleo', browserUa(31)), await earnd.click('cleo', browserUa(32)),
+    await earnd.click('dan', browserUa(33))];
+  // earnd runs with async durability: a conversion may name only a click already stored.
+  for (let i = 0; i < 50; i++) {
+    const csv = await earnd.adminOk('GET', '/v1/clicks/export?program=dues');
+    if (clicks.every((c) => csv.includes(c))) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const sell = (click_id, event_id, amount_minor) => earnd.conversion(dues.program_key,
+    {event_id, type: 'sale', click_id, customer_id: `cus_${event_id}`, amount_minor, currency: 'USD'});
+  await sell(clicks[0], 'd_cleo1', 4990);  // 998
+  await sell(clicks[1], 'd_cleo2', 1000);  // 200
+  await sell(clicks[2], 'd_dan1', 2500);  // 500, below the minimum of 1000
+
+  const due = await earnd.adminOk('GET', '/v1/payouts/due?program=dues');
+  const byId = (rows) => [...rows].sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  assert.deepEqual(byId(due.due.map((d) => [d.referrer_id, d.approved_minor, d.eligible])),
+    byId([[cleo.id, 1198, true], [dan.id, 500, false]]));
+  assert.equal(due.total_minor, 1198);
+
+  const page = await admin.context.newPage();
+  await show(page, `${earnd.adminOrigin}/admin/#/payouts?${range('UTC', 'dues')}`, 'payouts');
+  assert.deepEqual((await tableObjects(page, '#due')).map((r) => [r.name, r.code,
+    minorOf(r.approved_minor), minorOf(r.pending_minor), minorOf(r.balance_minor), r.eligible]),
+  due.due.map((d) => [d.name, d.code, d.approved_minor, d.pending_minor, d.balance_minor,
+    d.eligible ? 'yes' : 'no']));
+  assert.equal(minorOf(await page.textContent('#preview-total')), due.total_minor);
+  assert.match(await page.textContent('#payout-preview'), /^Preview: 1 payout, \$11\.98 in total\.$/);
+  assert.deepEqual(await axeViolations(page), [], 'payouts page with due balances');
+
+  // Create: the payouts made are the preview's eligible rows, and they are no longer due.
+  await page.click('#create-payouts');
+  await page.waitForFunction(() =>
+    document.querySelectorAll('#payouts tbody td[data-key="amount_minor"]').length === 1);
+  const made = await earnd.adminOk('GET', '/v1/payouts?program=dues');
+  assert.deepEqual(made.payouts.map((p) => [p.referrer_id, p.amount_minor]),
+    due.due.filter((d) => d.eligible).map((d) => [d.referrer_id, d.approved_minor]));
+  assert.deepEqual((await tableObjects(page, '#payouts')).map((p) => [p.name, minorOf(p.amount_minor)]),
+    [['Cleo Park', 1198]]);
+  assert.deepEqual((await tableObjects(page, '#due')).map((r) => [r.name, minorOf(r.approved_minor), r.eligible]),
+    [['Dan Ruiz', 500, 'no']]);
+  assert.equal(minorOf(await page.textContent('#preview-total')), 0);
+  assert.equal(await page.isDisabled('#create-payouts'), true);
+  await page.close();
+  assertClean(admin, 'payout preview');
+});
+
 test('a sale at 2026-12-01T07:30Z is on Nov 30 in Los Angeles and on Dec 1 in Tokyo, whatever the browser\'s zone', async () => {
   for (const browserZone of ['Europe/Berlin', 'UTC', 'Asia/Tokyo', 'America/Los_Angeles']) {
     const ctx = await openContext(browser, [earnd.adminOrigin], {timezoneId: browserZone,

@@ -75,15 +75,31 @@ class LedgerTest : public ::testing::Test {
     ana_ = std::string(r.body.at("id").as_string());
   }
 
+  // Enrols another referrer of "acme" with one link; returns its id.
+  std::string enrol(std::string_view external_id, std::string_view code) {
+    links::AdminReply r = catalog_->create_referrer(
+        "acme", json::object{{"external_id", external_id}, {"name", external_id}, {"code", code}});
+    EXPECT_EQ(r.status, 201u) << json::serialize(r.body);
+    return r.status == 201u ? std::string(r.body.at("id").as_string()) : "";
+  }
+
   // Stores a human click on ana's link by the visitor of customer, an hour before at_ms.
   std::string click(std::string_view customer, std::uint64_t at_ms = kT0) {
+    return click_on(ana_, "ana", customer, at_ms);
+  }
+
+  // The same on another referrer's link.
+  std::string click_on(std::string_view referrer,
+                       std::string_view code,
+                       std::string_view customer,
+                       std::uint64_t at_ms) {
     ClickRecord c;
     c.ts_ms = at_ms - kHourMs;
     c.id = make_click_id(c.ts_ms, 0);
     c.visitor_hash = std::hash<std::string_view>{}(customer) | 1;
     c.program = "acme";
-    c.referrer_id = ana_;
-    c.code = "ana";
+    c.referrer_id = std::string(referrer);
+    c.code = std::string(code);
     store::ClickBatch batch = store_->make_click_batch();
     batch.add(c);
     EXPECT_FALSE(store_->write_clicks(batch, false));
@@ -178,6 +194,19 @@ class LedgerTest : public ::testing::Test {
     auto [status, body] = service_->create_payouts("acme");
     EXPECT_EQ(status, 200u) << body;
     return json::parse(body).at("payouts").as_array();
+  }
+
+  // GET /v1/payouts/due?program=acme.
+  json::object due() const { return ledger_->due_payouts("acme").value(); }
+
+  // The row of referrer in a due list; an empty object when it is not listed.
+  static json::object due_row(const json::object& due, std::string_view referrer) {
+    for (const auto& row : due.at("due").as_array()) {
+      if (row.at("referrer_id").as_string() == referrer) {
+        return row.as_object();
+      }
+    }
+    return {};
   }
 
   void mark_paid(std::string_view payout_id) {
@@ -476,6 +505,93 @@ TEST_F(LedgerTest, LaterRewardsPayOffNegativeBalanceBeforeThePayout) {
   json::object v = view();
   EXPECT_EQ(v.at("balance_minor").as_int64(), 0);
   EXPECT_EQ(v.at("paid_minor").as_int64(), 1000 - 1000 + 600 + 800 + 100);
+}
+
+TEST_F(LedgerTest, DuePreviewEqualsThePayoutsThenCreated) {
+  make_program(kTwentyPercent, 0, /*minimum=*/500);
+  std::string bob = enrol("u_bob", "bob");
+  ASSERT_EQ(amounts(sale("o1", 4990, kT0)), std::vector<std::int64_t>{998});
+  ASSERT_EQ(amounts(sale("o2", 1000, kT0 + kHourMs, "c_2")), std::vector<std::int64_t>{200});
+  std::string bob_click = click_on(bob, "bob", "c_3", kT0 + 2 * kHourMs);
+  ASSERT_EQ(amounts(send(sale_body("o3", 2000, kT0 + 2 * kHourMs, "c_3", bob_click))),
+            std::vector<std::int64_t>{400});
+
+  json::object before = due();
+  EXPECT_EQ(before.at("program"), "acme");
+  EXPECT_EQ(before.at("currency"), "USD");
+  EXPECT_EQ(before.at("minimum_minor").as_int64(), 500);
+  ASSERT_EQ(before.at("due").as_array().size(), 2u);
+  json::object ana = due_row(before, ana_);
+  EXPECT_EQ(ana.at("external_id"), "u_ana");
+  EXPECT_EQ(ana.at("code"), "ana");
+  EXPECT_EQ(ana.at("approved_minor").as_int64(), 1198);
+  EXPECT_EQ(ana.at("pending_minor").as_int64(), 0);
+  EXPECT_EQ(ana.at("balance_minor").as_int64(), 1198);
+  EXPECT_EQ(ana.at("eligible"), true);
+  json::object below = due_row(before, bob);
+  EXPECT_EQ(below.at("approved_minor").as_int64(), 400);  // under the minimum of 500
+  EXPECT_EQ(below.at("eligible"), false);
+  EXPECT_EQ(before.at("total_minor").as_int64(), 1198);
+
+  // The preview wrote nothing: the payout then created is the eligible row, amount for amount.
+  json::array payouts = create_payouts();
+  ASSERT_EQ(payouts.size(), 1u);
+  EXPECT_EQ(payouts[0].at("referrer_id").as_string(), ana_);
+  EXPECT_EQ(payouts[0].at("amount_minor").as_int64(), ana.at("approved_minor").as_int64());
+
+  json::object after = due();
+  ASSERT_EQ(after.at("due").as_array().size(), 1u);
+  EXPECT_TRUE(due_row(after, ana_).empty());
+  EXPECT_EQ(due_row(after, bob).at("approved_minor").as_int64(), 400);
+  EXPECT_EQ(after.at("total_minor").as_int64(), 0);
+}
+
+TEST_F(LedgerTest, DueShowsHeldRewardsAsPendingUntilApproved) {
+  make_program(kTwentyPercent, /*hold_days=*/14);
+  ASSERT_EQ(amounts(sale("o1", 1000, kT0)), std::vector<std::int64_t>{200});
+  json::object held = due_row(due(), ana_);
+  EXPECT_EQ(held.at("approved_minor").as_int64(), 0);
+  EXPECT_EQ(held.at("pending_minor").as_int64(), 200);
+  EXPECT_EQ(held.at("balance_minor").as_int64(), 200);
+  EXPECT_EQ(held.at("eligible"), false);
+  EXPECT_EQ(due().at("total_minor").as_int64(), 0);
+  EXPECT_TRUE(create_payouts().empty());
+
+  ASSERT_EQ(service_->approve_due(kT0 + 14 * kDayMs), 1u);
+  json::object approved = due_row(due(), ana_);
+  EXPECT_EQ(approved.at("approved_minor").as_int64(), 200);
+  EXPECT_EQ(approved.at("pending_minor").as_int64(), 0);
+  EXPECT_EQ(approved.at("eligible"), true);
+  EXPECT_EQ(due().at("total_minor").as_int64(), 200);
+}
+
+TEST_F(LedgerTest, DueNetsRefundsAfterPayoutAsThePayoutWould) {
+  make_program(kTwentyPercent, 0, /*minimum=*/500);
+  ASSERT_EQ(amounts(sale("o1", 5000, kT0)), std::vector<std::int64_t>{1000});
+  mark_paid(create_payouts().at(0).at("id").as_string());
+  EXPECT_TRUE(due().at("due").as_array().empty());  // paid: nothing owed
+  ASSERT_EQ(amounts(refund("r1", "o1", 5000, kT0 + kHourMs)), std::vector<std::int64_t>{-1000});
+  ASSERT_EQ(amounts(sale("o2", 3000, kT0 + 2 * kHourMs, "c_2")), std::vector<std::int64_t>{600});
+
+  json::object row = due_row(due(), ana_);
+  EXPECT_EQ(row.at("approved_minor").as_int64(), -400);
+  EXPECT_EQ(row.at("balance_minor").as_int64(), -400);
+  EXPECT_EQ(row.at("eligible"), false);
+  EXPECT_TRUE(create_payouts().empty());
+
+  ASSERT_EQ(amounts(sale("o3", 5000, kT0 + 3 * kHourMs, "c_3")), std::vector<std::int64_t>{1000});
+  EXPECT_EQ(due_row(due(), ana_).at("approved_minor").as_int64(), 600);
+  EXPECT_EQ(due().at("total_minor").as_int64(), 600);
+  json::array payouts = create_payouts();
+  ASSERT_EQ(payouts.size(), 1u);
+  EXPECT_EQ(payouts[0].at("amount_minor").as_int64(), 600);
+}
+
+TEST_F(LedgerTest, DueOfUnknownProgramIsEmpty) {
+  make_program(kTwentyPercent);
+  EXPECT_FALSE(ledger_->due_payouts("nope").has_value());
+  EXPECT_TRUE(due().at("due").as_array().empty());  // ana has earned nothing yet
+  EXPECT_EQ(due().at("total_minor").as_int64(), 0);
 }
 
 TEST_F(LedgerTest, SummaryOfStoredEntriesEqualsTheView) {

@@ -313,13 +313,17 @@ async function conversions(r, s) {
 }
 
 async function payouts(r, s) {
-  const list = await api(`/v1/payouts?${query({program: s.program, per_page: 100})}`);
+  const [list, due] = await Promise.all([
+    api(`/v1/payouts?${query({program: s.program, per_page: 100})}`),
+    api(`/v1/payouts/due?${query({program: s.program})}`),
+  ]);
+  const eligible = due.due.filter((d) => d.eligible);
   const status = el('p', {role: 'status', id: 'payout-status'});
-  const create = el('button', {type: 'button', id: 'create-payouts'}, 'Create payouts for every due balance');
+  const create = el('button', {type: 'button', id: 'create-payouts', disabled: eligible.length === 0},
+    'Create payouts for every due balance');
   create.addEventListener('click', async () => {
     try {
-      const made = await write('/v1/payouts', {program: s.program});
-      status.textContent = `${made.payouts.length} payouts created.`;
+      await write('/v1/payouts', {program: s.program});
       render();
     } catch (e) {
       status.textContent = `Could not create payouts: ${e.message}`;
@@ -333,9 +337,24 @@ async function payouts(r, s) {
       status.textContent = `Could not mark ${p.id} paid: ${e.message}`;
     }
   };
+  const minimum = due.minimum_minor > 0 ? money(due.minimum_minor, due.currency) : 'any amount above zero';
   return [el('h1', {}, 'Payouts'),
     el('p', {}, 'A payout takes every approved reward of a referrer whose balance reaches the program minimum.'),
+    el('h2', {}, 'Due balances'),
+    el('p', {id: 'payout-minimum'}, `Program minimum: ${minimum}. Rewards still on hold are paid in a later payout.`),
+    table('Due balances', [
+      {key: 'name', label: 'Referrer', rowHeader: true, render: (d) => d.name || d.referrer_id},
+      {key: 'code', label: 'Code', render: (d) => d.code || ''},
+      {key: 'approved_minor', label: 'Payable now', num: true, render: (d) => money(d.approved_minor, due.currency)},
+      {key: 'pending_minor', label: 'On hold', num: true, render: (d) => money(d.pending_minor, due.currency)},
+      {key: 'balance_minor', label: 'Balance', num: true, render: (d) => money(d.balance_minor, due.currency)},
+      {key: 'eligible', label: 'In this payout', render: (d) => (d.eligible ? 'yes' : 'no')},
+    ], due.due, {id: 'due'}),
+    el('p', {id: 'payout-preview'},
+      `Preview: ${count(eligible.length)} ${eligible.length === 1 ? 'payout' : 'payouts'}, `,
+      el('strong', {id: 'preview-total'}, money(due.total_minor, due.currency)), ' in total.'),
     create, status,
+    el('h2', {}, 'Payouts'),
     table(`Payouts, times in ${s.tz}`, [
       {key: 'created_at', label: 'Created', render: (p) => dateTime(p.created_at, s.tz)},
       {key: 'name', label: 'Referrer', render: (p) => p.name || p.referrer_id},

@@ -100,6 +100,17 @@ class Ledger {
   // gathered again. Returns the program's open (unpaid) payouts.
   boost::json::object create_payouts(DocTxn& txn, std::string_view program, std::uint64_t now_ms);
 
+  // GET /v1/payouts/due?program=ID: what create_payouts would gather for the program right
+  // now, without writing anything. {"program", "currency", "minimum_minor", "due": [...],
+  // "total_minor"}; one row per referrer with a payable or pending amount (other referrers are
+  // left out): {"referrer_id", "external_id"?, "name"?, "code"?, "approved_minor" (payable, not
+  // yet in a payout), "pending_minor", "balance_minor" (as the ledger view shows it), "eligible"}.
+  // eligible rows are exactly those create_payouts would pay, with the same amounts, and
+  // total_minor is their sum. nullopt when there is no such program. Reads every entry of every
+  // referrer of the program; safe on any thread, but a conversion committed meanwhile may make
+  // a later create_payouts differ.
+  std::optional<boost::json::object> due_payouts(std::string_view program) const;
+
   // POST /v1/payouts/{id}/paid. nullopt when there is no such payout.
   std::optional<boost::json::object> mark_paid(DocTxn& txn, std::string_view payout_id,
                                                std::uint64_t now_ms);
