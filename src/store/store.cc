@@ -10,6 +10,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/memtablerep.h>
 #include <rocksdb/merge_operator.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -259,12 +260,23 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
   families.emplace_back(kMeta, family_options(cache, true, rocksdb::kNoCompression));
-  families.emplace_back(kClicks, family_options(cache, true, rocksdb::kLZ4Compression));
+  auto clicks = family_options(cache, true, rocksdb::kLZ4Compression);
   auto visitor = family_options(cache, true, rocksdb::kLZ4Compression);
   visitor.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
-  families.emplace_back(kVisitor, visitor);
   auto counters = family_options(cache, true, rocksdb::kLZ4Compression);
   counters.merge_operator = std::make_shared<CounterAddOperator>();
+  if (options.bulk_memtables) {
+    // A skip-list insert of a random visitor key was two thirds of an import's CPU (perf, see
+    // docs/benchmarks.md); a vector memtable appends and sorts once per flush. Click ids come
+    // in time order, which the skip list inserts cheaply, so the clicks family keeps it.
+    db.allow_concurrent_memtable_write = false;
+    for (auto* o : {&visitor, &counters}) {
+      o->memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
+      o->write_buffer_size = 128ull << 20;
+    }
+  }
+  families.emplace_back(kClicks, clicks);
+  families.emplace_back(kVisitor, visitor);
   families.emplace_back(kCounters, counters);
   families.emplace_back(kDocs, family_options(cache, true, rocksdb::kLZ4Compression));
   auto stats = family_options(cache, true, rocksdb::kLZ4Compression);

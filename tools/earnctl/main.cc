@@ -179,7 +179,7 @@ std::string per_second(std::uint64_t n, double seconds) {
 // Opens a data directory read-write; RocksDB's lock refuses it while an earnd runs on it.
 std::unique_ptr<earnd::store::Store> open_for_import(const std::string& dir) {
   try {
-    return earnd::store::Store::open({.data_dir = dir});
+    return earnd::store::Store::open({.data_dir = dir, .bulk_memtables = true});
   } catch (const earnd::StartupError& e) {
     std::string what = e.what();
     if (what.find("lock") != std::string::npos) {

@@ -40,6 +40,10 @@ struct StoreOptions {
   // off. RocksDB itself must never meet a full disk: Debian's build aborts on some of its
   // write-error paths, and flushes and compactions need room.
   std::uint64_t min_free_bytes = 0;
+  // Bulk import only (earnctl import): the click families use unsorted vector memtables, sorted
+  // once when flushed, instead of skip lists that pay a sorted insert per entry. Reads of those
+  // families from the memtable then sort a copy, so a server never opens a store this way.
+  bool bulk_memtables = false;
   // Fault-injection tests only: the file system RocksDB goes through (one that can drop unsynced
   // bytes, as a power cut does). Null: the operating system's. Must outlive the store.
   std::shared_ptr<rocksdb::FileSystem> file_system = nullptr;
