@@ -3,8 +3,8 @@
 // was synced. In group durability no acknowledged click may be lost; in async durability only
 // a tail of the most recent clicks may be, never one in the middle.
 //
-// EARND_RELIABILITY_ROUNDS (default 3) sets the rounds per mode; each cuts power after a random
-// 30 to 200 ms of load. The seed is printed and can be fixed with EARND_RELIABILITY_SEED.
+// EARND_RELIABILITY_ROUNDS (default 3) sets the rounds per mode; each cuts power a random 30 to
+// 200 ms after the first batch is stored. The seed is printed and can be fixed with EARND_RELIABILITY_SEED.
 
 #include <algorithm>
 #include <atomic>
@@ -105,6 +105,13 @@ class PowerCutTest : public ::testing::Test {
       }
     });
 
+    // The cut comes a random 30 to 200 ms after the first batch is stored, so a busy machine
+    // that is slow to store anything still cuts under load (bounded wait).
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (metrics.clicks_stored.load(std::memory_order_relaxed) == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
     std::uniform_int_distribution<int> delay_ms(30, 200);
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     fs->cut_power();
