@@ -1,8 +1,11 @@
 #include "receiver.h"
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -72,6 +75,39 @@ std::uint16_t Receiver::free_port() {
   return probe.local_endpoint().port();
 }
 
+void Receiver::hold() {
+  std::lock_guard lock(mutex_);
+  holding_ = true;
+}
+
+void Receiver::release() {
+  {
+    std::lock_guard lock(mutex_);
+    holding_ = false;
+  }
+  asio::post(ioc_, [this] {
+    for (asio::steady_timer* gate : gates_) {
+      gate->cancel();
+    }
+  });
+}
+
+std::size_t Receiver::held() const {
+  std::lock_guard lock(mutex_);
+  return held_;
+}
+
+// Runs on the receiver's thread, so a release() posted after holding_ was cleared finds this
+// gate registered.
+asio::awaitable<void> Receiver::wait_release() {
+  asio::steady_timer gate(ioc_, asio::steady_timer::time_point::max());
+  gates_.push_back(&gate);
+  co_await gate.async_wait(kAwait);
+  gates_.erase(std::find(gates_.begin(), gates_.end(), &gate));
+  std::lock_guard lock(mutex_);
+  --held_;
+}
+
 void Receiver::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
     if (ec) {
@@ -93,14 +129,22 @@ asio::awaitable<void> Receiver::session(tcp::socket socket) {
       co_return;  // closed, or not HTTP (a TLS hello, for instance)
     }
     unsigned status = 200;
+    bool hold = false;
     {
       std::lock_guard lock(mutex_);
+      hold = holding_;
+      held_ += hold ? 1 : 0;
       if (status_) {
         status = status_(requests_.size());
       }
       requests_.push_back({std::string(req.target()), header(req, "webhook-id"),
                            header(req, "webhook-timestamp"), header(req, "webhook-signature"),
                            header(req, "content-type"), header(req, "user-agent"), req.body()});
+    }
+    if (hold) {
+      stream.expires_never();
+      co_await wait_release();
+      stream.expires_after(std::chrono::seconds(5));
     }
     http::response<http::string_body> res{static_cast<http::status>(status), req.version()};
     res.body() = "ok";

@@ -15,6 +15,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 namespace earnd::webhooks::testing {
 
@@ -49,9 +50,16 @@ class Receiver {
   // A port that was free a moment ago, for a receiver that starts later.
   static std::uint16_t free_port();
 
+  // While held, each request is recorded as it arrives but its response waits, with the
+  // connection open, until release(). held() counts the requests waiting. Thread-safe.
+  void hold();
+  void release();
+  std::size_t held() const;
+
  private:
   void accept();
   boost::asio::awaitable<void> session(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> wait_release();
 
   boost::asio::io_context ioc_;
   boost::asio::ip::tcp::acceptor acceptor_;
@@ -59,6 +67,10 @@ class Receiver {
   StatusFn status_;
   mutable std::mutex mutex_;
   std::vector<ReceivedRequest> requests_;
+  bool holding_ = false;
+  std::size_t held_ = 0;
+  // The timers of held requests; touched only on the receiver's thread.
+  std::vector<boost::asio::steady_timer*> gates_;
   std::thread thread_;
 };
 
