@@ -182,9 +182,16 @@ Window window_of(const ReportQuery& q) {
 // The start, in Unix ms, of the hour or day (in tz) that holds t.
 std::uint64_t interval_start(std::uint64_t t, const date::time_zone* tz, bool hourly) {
   date::sys_time<Ms> sys{Ms(t)};
+  if (hourly) {
+    // Floor with t's own offset: going back through local time would fold the second 01:00 of
+    // a fall-back day onto the first.
+    auto offset = tz->get_info(date::floor<std::chrono::seconds>(sys)).offset;
+    auto start = date::floor<std::chrono::hours>(sys + offset) - offset;
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<Ms>(start.time_since_epoch()).count());
+  }
   auto local = tz->to_local(sys);
-  date::local_time<Ms> start = hourly ? date::floor<std::chrono::hours>(local)
-                                      : date::local_time<Ms>(date::floor<date::days>(local));
+  date::local_time<Ms> start{date::floor<date::days>(local)};
   auto back = tz->to_sys(start, date::choose::earliest);
   return static_cast<std::uint64_t>(back.time_since_epoch().count());
 }
@@ -239,7 +246,8 @@ ReportReply timeseries_checked(const store::Store& store, const links::Catalog& 
   std::map<std::uint64_t, Totals> series;
   for (std::uint64_t t = interval_start(w.from_ms, w.tz, hourly); t < w.to_ms;) {
     series[t];
-    std::uint64_t next = interval_start(t + (hourly ? 3'600'000 : 86'400'000) + 3'600'000, w.tz, hourly);
+    // An hour ahead is in the next hour; 25 hours ahead is in the next day, whatever its length.
+    std::uint64_t next = interval_start(t + (hourly ? 3'600'000 : 25 * 3'600'000), w.tz, hourly);
     t = next > t ? next : t + 3'600'000;
   }
   auto slot = [&](std::uint32_t bucket) -> Totals& {
