@@ -1,9 +1,12 @@
 #include "earnd/http/server.h"
 
+#include <cctype>
 #include <chrono>
 #include <optional>
+#include <string>
 #include <thread>
 #include <unordered_set>
+#include <vector>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -60,6 +63,55 @@ struct Shared {
   ConversionQueue* conversions = nullptr;
   ConversionLimits* conversion_limits = nullptr;
 };
+
+// Framing a request must not leave ambiguous (RFC 9112, sections 3.2 and 6): Transfer-Encoding
+// other than exactly "chunked" (a last coding that is not chunked leaves the body length
+// unknown, so what follows could be a smuggled request; other codings are not implemented),
+// and an HTTP/1.1 request without exactly one Host. Beast's parser accepts both. Content-Length
+// with Transfer-Encoding, and malformed lengths, are refused by the parser itself.
+std::optional<Reply> framing_error(const Request& req) {
+  std::string codings;
+  for (const auto& f : req.base()) {
+    if (f.name() == bhttp::field::transfer_encoding) {
+      if (!codings.empty()) {
+        codings += ',';
+      }
+      codings.append(f.value().data(), f.value().size());
+    }
+  }
+  if (!codings.empty()) {
+    std::vector<std::string> list;
+    std::string token;
+    auto flush = [&] {
+      while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
+        token.pop_back();
+      }
+      list.push_back(token);
+      token.clear();
+    };
+    for (char ch : codings) {
+      if (ch == ',') {
+        flush();
+      } else if (!(token.empty() && (ch == ' ' || ch == '\t'))) {
+        token += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      }
+    }
+    flush();
+    if (req.version() < 11 || list.back() != "chunked") {
+      return json_error(400, "bad_transfer_encoding",
+                        "Transfer-Encoding must end with chunked (HTTP/1.1 only)");
+    }
+    if (list.size() != 1) {
+      return json_error(501, "unsupported_transfer_coding",
+                        "only the chunked transfer coding is supported");
+    }
+  }
+  std::size_t hosts = req.count(bhttp::field::host);
+  if (hosts > 1 || (hosts == 0 && req.version() >= 11)) {
+    return json_error(400, "bad_host", "an HTTP/1.1 request needs exactly one Host header");
+  }
+  return std::nullopt;
+}
 
 class Session : public std::enable_shared_from_this<Session>, public ingest::CommitWaiter {
  public:
@@ -139,6 +191,16 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     }
     if (!parser_->is_header_done()) {
       return read_header_part(idle && header_bytes_ == 0);
+    }
+    if (auto refusal = framing_error(parser_->get())) {
+      // Answered before any body byte is read, then the connection is closed: whatever
+      // follows on it cannot be told apart from a smuggled request.
+      reading_ = false;
+      shared_.services.metrics.requests_rejected_parse.fetch_add(1, std::memory_order_relaxed);
+      keep_alive_ = false;
+      head_only_ = false;
+      count(metrics::Route::kOther, refusal->status);
+      return write_reply(*refusal);
     }
     if (parser_->is_done()) {
       return on_read({});

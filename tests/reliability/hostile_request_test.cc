@@ -178,6 +178,54 @@ TEST_F(HostileRequestTest, RefusesEveryCorpusRequestWithAReasonAndKeepsServing) 
                      " unserved_after=" + std::to_string(unserved) + " crashes=0");
 }
 
+// A request whose body length Transfer-Encoding leaves ambiguous is refused before its body is
+// read and its connection closed, so the bytes after it never run as a second (smuggled)
+// request. Also for unknown codings with a Content-Length, codings before chunked, and an
+// HTTP/1.1 request with no Host or two.
+TEST_F(HostileRequestTest, ClosesTheConnectionWhenFramingIsAmbiguous) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  const std::string smuggled =
+      "GET /r/ana?smuggled=1 HTTP/1.1\r\nHost: earnd.test\r\nUser-Agent: " +
+      std::string(integration::kBrowserUa) + "\r\n\r\n";
+  struct Case {
+    std::string head;
+    int status;
+    std::string code;
+  };
+  std::string post = "POST /v1/conversions HTTP/1.1\r\nHost: earnd.test\r\nAuthorization: Bearer " +
+                     program_key_ + "\r\n";
+  std::vector<Case> cases = {
+      {post + "Transfer-Encoding: gzip\r\n\r\n", 400, "bad_transfer_encoding"},
+      {post + "Transfer-Encoding: identity\r\n\r\n", 400, "bad_transfer_encoding"},
+      {post + "Transfer-Encoding: chunked, identity\r\n\r\n", 400, "bad_transfer_encoding"},
+      {post + "Transfer-Encoding: xchunked\r\nContent-Length: 2\r\n\r\n{}", 400,
+       "bad_transfer_encoding"},
+      {post + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501,
+       "unsupported_transfer_coding"},
+      {"GET /r/ana HTTP/1.1\r\nUser-Agent: x\r\n\r\n", 400, "bad_host"},
+      {"GET /r/ana HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\n\r\n", 400, "bad_host"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.head);
+    HttpConnection conn(public_endpoint());
+    ASSERT_TRUE(conn.connected()) << conn.error();
+    conn.send(c.head + smuggled);
+    HttpResponse r = conn.read_response();
+    EXPECT_EQ(r.status, c.status) << r.body;
+    EXPECT_EQ(integration::parse_json(r).at("error").at("code"), c.code.c_str()) << r.body;
+    EXPECT_TRUE(conn.closed_by_peer()) << "the connection stayed open after the refusal";
+  }
+  // The smuggled clicks never ran: the export holds no click at all.
+  std::string csv = admin("GET", "/v1/clicks/export").body;
+  EXPECT_EQ(csv.find('\n'), csv.size() - 1) << "clicks were stored:\n" << csv;
+  // A chunked request and an HTTP/1.0 request without Host are still served.
+  HttpConnection ok(public_endpoint());
+  ok.send("GET /r/ana HTTP/1.0\r\nUser-Agent: " + std::string(integration::kBrowserUa) +
+          "\r\n\r\n");
+  EXPECT_EQ(ok.read_response().status, 302);
+}
+
 // Beast's header limit bounds only the part of the header not yet parsed; a header of small
 // fields sent in pieces must still be refused once the whole exceeds max_header_bytes.
 TEST_F(HostileRequestTest, CountsTheWholeHeaderWhenItArrivesInPieces) {

@@ -156,8 +156,14 @@ TEST_F(SlowClientTest, ClosesConnectionsOverTheCapAndKeepsAdminReachable) {
     idle.push_back(fd);
   }
   // The ones over the cap are closed as they are accepted; the others wait for a request
-  // (the read timeout is far longer than this test).
-  std::this_thread::sleep_for(500ms);
+  // (the read timeout is far longer than this test). A busy machine may take a while to
+  // accept them all: wait (bounded) until the server has turned the last one away.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metric(admin("GET", "/metrics").body, "earnd_connections_rejected_total") < kOverCap &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(200ms);
   int closed_at_once = 0;
   for (int fd : idle) {
     closed_at_once += peer_closed(fd, 0ms);
