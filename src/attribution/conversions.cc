@@ -1,6 +1,5 @@
 #include "earnd/attribution/conversions.h"
 
-#include <charconv>
 #include <map>
 
 #include <boost/json.hpp>
@@ -71,14 +70,6 @@ std::optional<std::int64_t> amount_field(const json::object& o) {
   }
   if (v.is_uint64() && v.get_uint64() <= 1'000'000'000'000'000) {
     return static_cast<std::int64_t>(v.get_uint64());
-  }
-  if (v.is_string()) {  // postback parameters arrive as text
-    std::int64_t n = 0;
-    std::string_view s = v.get_string();
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-    if (ec == std::errc() && p == s.data() + s.size() && n >= 0 && n <= 1'000'000'000'000'000) {
-      return n;
-    }
   }
   reject("invalid_amount", "amount_minor must be a non-negative integer of minor units");
 }
@@ -534,8 +525,9 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
   }
   std::uint64_t now = now_ms();
   std::uint64_t at = now;
-  if (std::string t = text_field(in, "occurred_at", 40, false); !t.empty()) {
-    auto parsed = parse_rfc3339_ms(t);
+  if (auto it = in.find("occurred_at"); it != in.end() && !it->value().is_null()) {
+    // Given but empty is refused like any other text that is not a time, not taken as now.
+    auto parsed = it->value().is_string() ? parse_rfc3339_ms(it->value().get_string()) : std::nullopt;
     if (!parsed) {
       reject("invalid_time", "occurred_at must be an RFC 3339 time such as 2026-12-01T10:00:00Z");
     }

@@ -48,8 +48,12 @@ bool rfc3339_shape(std::string_view s) {
   if (zone == "Z") {
     return true;
   }
-  return zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && digits(zone, 1, 2) &&
-         zone[3] == ':' && digits(zone, 4, 2);
+  if (!(zone.size() == 6 && (zone[0] == '+' || zone[0] == '-') && digits(zone, 1, 2) &&
+        zone[3] == ':' && digits(zone, 4, 2))) {
+    return false;
+  }
+  // RFC 3339's time-numoffset: hours 00-23, minutes 00-59.
+  return (zone[1] - '0') * 10 + (zone[2] - '0') <= 23 && zone[4] <= '5';
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "conversion_routes.h"
 
+#include <charconv>
 #include <future>
 
 #include <boost/asio/post.hpp>
@@ -22,8 +23,7 @@ std::string_view bearer(const Request& req) {
   if (it == req.end()) {
     return {};
   }
-  std::string_view v = it->value();
-  return v.starts_with("Bearer ") ? v.substr(7) : std::string_view();
+  return bearer_token(it->value());
 }
 
 Reply unauthorized() {
@@ -40,15 +40,26 @@ std::variant<Reply, attribution::ConversionRequest> read_postback(const Redirect
     return json_error(400, "invalid_target", "the postback URL is not valid");
   }
   attribution::ConversionRequest out;
-  std::string key;
+  // A repeated parameter keeps its first value, as redirects and admin queries do.
+  std::optional<std::string> key;
   for (auto p : u->params()) {
     if (p.key == "key") {
-      key = p.value;
-    } else if (!p.key.empty() && p.has_value) {
+      key = key ? *key : p.value;
+    } else if (!p.key.empty() && p.has_value && !out.body.contains(p.key)) {
       out.body[p.key] = p.value;
     }
   }
-  auto program = key.empty() ? std::nullopt : env.services.catalog.program_for_key(key);
+  // Parameters are text: the amount becomes a JSON number when it is all digits, so the JSON
+  // route and postbacks share one check (which refuses an amount given as a string).
+  if (auto it = out.body.find("amount_minor"); it != out.body.end()) {
+    std::string_view text = it->value().get_string();
+    std::uint64_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec == std::errc() && end == text.data() + text.size()) {
+      it->value() = n;
+    }
+  }
+  auto program = !key || key->empty() ? std::nullopt : env.services.catalog.program_for_key(*key);
   if (!program) {
     return unauthorized();
   }

@@ -108,11 +108,8 @@ bool authorized(Services& s, const Request& req) {
   if (it == req.end()) {
     return false;
   }
-  std::string_view v = it->value();
-  if (!v.starts_with("Bearer ")) {
-    return false;
-  }
-  return constant_time_equal(v.substr(7), s.config.server.admin_key);
+  std::string_view key = bearer_token(it->value());
+  return !key.empty() && constant_time_equal(key, s.config.server.admin_key);
 }
 
 Reply from_pair(std::pair<unsigned, std::string> r) {
@@ -263,6 +260,20 @@ Reply route_admin(Services& s, ConversionQueue& serial, const Request& req,
 }
 
 }  // namespace
+
+std::string_view bearer_token(std::string_view authorization) noexcept {
+  constexpr std::string_view kScheme = "bearer ";
+  if (authorization.size() <= kScheme.size()) {
+    return {};
+  }
+  for (std::size_t i = 0; i < kScheme.size(); ++i) {
+    char c = authorization[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != kScheme[i]) {
+      return {};
+    }
+  }
+  return authorization.substr(kScheme.size());
+}
 
 Reply json_error(unsigned status, std::string_view code, std::string_view message) {
   auto r = links::error_reply(status, code, message);

@@ -28,6 +28,10 @@ struct Reply {
 // {"error": {"code": ..., "message": ...}} with the status.
 Reply json_error(unsigned status, std::string_view code, std::string_view message);
 
+// The credentials of an Authorization value using the Bearer scheme, whose name matches in any
+// case (RFC 9110, section 11.1); empty for another scheme or a missing token.
+std::string_view bearer_token(std::string_view authorization) noexcept;
+
 // Admin listener: checks the admin key, then routes. Runs on the admin thread; may block on
 // synced storage writes.
 class ConversionQueue;

@@ -324,7 +324,8 @@ std::optional<std::uint64_t> parse_boundary(std::string_view text, std::string_v
 
 std::string csv_cell(std::string_view s) {
   std::string out;
-  if (!s.empty() && (s[0] == '=' || s[0] == '+' || s[0] == '-' || s[0] == '@')) {
+  // The OWASP list: a spreadsheet takes a cell starting with one of these as a formula.
+  if (!s.empty() && std::string_view("=+-@\t\r").find(s[0]) != std::string_view::npos) {
     out = "'";
   }
   out.append(s);

@@ -20,6 +20,7 @@ TEST(ParseRfc3339Test, AppliesNumericOffsets) {
   EXPECT_EQ(parse_rfc3339_ms("2025-12-01T11:00:00+01:00"), kDec1At10);
   EXPECT_EQ(parse_rfc3339_ms("2025-12-01T02:00:00-08:00"), kDec1At10);
   EXPECT_EQ(parse_rfc3339_ms("2025-12-01T10:00:00+00:00"), kDec1At10);
+  EXPECT_EQ(parse_rfc3339_ms("2025-12-02T09:59:00+23:59"), kDec1At10);
 }
 
 TEST(ParseRfc3339Test, RefusesWhatIsNotTheShape) {
@@ -33,6 +34,10 @@ TEST(ParseRfc3339Test, RefusesWhatIsNotTheShape) {
            "2025-12-01T10:00:00.1234567890Z",
            "2025-12-01T10:00:00+0100",
            "2025-12-01T10:00:00+01:00:00",
+           "2025-12-01T10:00:00+24:00",   // offset hours are 00-23
+           "2025-12-01T10:00:00-99:00",
+           "2025-12-01T10:00:00+23:60",   // offset minutes are 00-59
+           "2025-12-01T10:00:00+00:99",
            "20251-12-01T10:00:00Z",
            "2025-1a-01T10:00:00Z",
            "+025-12-01T10:00:00Z",

@@ -224,5 +224,58 @@ TEST_F(ConversionFlowTest, HourlyTimeseriesKeepsBothOneOClocksOfFallBackDay) {
   EXPECT_EQ(days[0].at("revenue_minor").to_number<std::int64_t>(), 2000);
 }
 
+TEST_F(ConversionFlowTest, BearerSchemeMatchesInAnyCase) {
+  for (std::string scheme : {"bearer ", "BEARER ", "bEaReR "}) {
+    HttpResponse a = fetch(admin_endpoint(), "GET", "/v1/programs",
+                           {{"Authorization", scheme + std::string(kAdminKey)}}, "");
+    EXPECT_EQ(a.status, 200) << scheme << a.error << a.body;
+    json::object body{{"event_id", "signup_" + scheme}, {"type", "signup"}};
+    HttpResponse c = fetch(public_endpoint(), "POST", "/v1/conversions",
+                           {{"Authorization", scheme + program_key_},
+                            {"Content-Type", "application/json"}},
+                           json::serialize(body));
+    EXPECT_EQ(c.status, 201) << scheme << c.error << c.body;
+  }
+  HttpResponse basic = fetch(admin_endpoint(), "GET", "/v1/programs",
+                             {{"Authorization", "Basic " + std::string(kAdminKey)}}, "");
+  EXPECT_EQ(basic.status, 401);
+}
+
+TEST_F(ConversionFlowTest, AmountAsStringAndEmptyTimeAreRefused) {
+  HttpResponse text_amount = convert(json::object{{"event_id", "s1"}, {"type", "sale"},
+                                                  {"amount_minor", "100"}, {"currency", "USD"}});
+  EXPECT_EQ(text_amount.status, 400) << text_amount.body;
+  EXPECT_EQ(text(parse_json(text_amount).at("error").at("code")), "invalid_amount");
+
+  HttpResponse empty_time = convert(json::object{{"event_id", "s2"}, {"type", "signup"},
+                                                 {"occurred_at", ""}});
+  EXPECT_EQ(empty_time.status, 400) << empty_time.body;
+  EXPECT_EQ(text(parse_json(empty_time).at("error").at("code")), "invalid_time");
+
+  HttpResponse offset = convert(json::object{{"event_id", "s3"}, {"type", "signup"},
+                                             {"occurred_at", "2025-12-01T10:00:00+24:00"}});
+  EXPECT_EQ(offset.status, 400) << offset.body;
+  EXPECT_EQ(text(parse_json(offset).at("error").at("code")), "invalid_time");
+}
+
+TEST_F(ConversionFlowTest, PostbackTakesTheFirstOfRepeatedParameters) {
+  HttpResponse wrong_first =
+      visit("/postback?key=wrong&key=" + program_key_ + "&event_id=p1&type=signup");
+  EXPECT_EQ(wrong_first.status, 401) << wrong_first.body;
+
+  HttpResponse r = visit("/postback?key=" + program_key_ +
+                         "&key=wrong&event_id=p2&event_id=p3&type=sale&amount_minor=250"
+                         "&amount_minor=999&currency=USD");
+  ASSERT_EQ(r.status, 201) << r.body;
+  json::value v = parse_json(r);
+  EXPECT_EQ(text(v.at("event_id")), "p2");
+  EXPECT_EQ(v.at("amount_minor").to_number<std::int64_t>(), 250);
+
+  HttpResponse bad = visit("/postback?key=" + program_key_ +
+                           "&event_id=p4&type=sale&amount_minor=12x&currency=USD");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(text(parse_json(bad).at("error").at("code")), "invalid_amount");
+}
+
 }  // namespace
 }  // namespace earnd::integration

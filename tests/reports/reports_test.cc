@@ -236,6 +236,8 @@ TEST_F(ReportsTest, CsvNeutralizesFormulaCells) {
   EXPECT_EQ(csv_cell("+1"), "'+1");
   EXPECT_EQ(csv_cell("-1"), "'-1");
   EXPECT_EQ(csv_cell("@cmd"), "'@cmd");
+  EXPECT_EQ(csv_cell("\t=1"), "'\t=1");
+  EXPECT_EQ(csv_cell("\r=1"), "\"'\r=1\"");
   EXPECT_EQ(csv_cell("=a,b"), "\"'=a,b\"");
   EXPECT_EQ(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
   EXPECT_EQ(csv_cell("ana"), "ana");
