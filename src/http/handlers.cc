@@ -166,10 +166,12 @@ std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Req
       return json_error(404, "not_found", "webhooks are off");
     }
     if (seg.size() == 3 && verb == V::get) {
-      auto page = std::max<std::size_t>(1, std::strtoul(param(u, "page").c_str(), nullptr, 10));
-      auto per = std::strtoul(param(u, "per_page").c_str(), nullptr, 10);
-      per = per == 0 ? 50 : std::min<std::size_t>(per, 500);
-      return from_pair(s.outbox->list(param(u, "program"), param(u, "status"), page, per));
+      Reply err;
+      auto p = web::read_paging(u, 50, 500, err);
+      if (!p) {
+        return err;
+      }
+      return from_pair(s.outbox->list(param(u, "program"), param(u, "status"), p->page, p->per_page));
     }
     if (seg.size() == 5 && seg[4] == "redeliver" && verb == V::post) {
       return from_pair(s.outbox->redeliver(seg[3]));

@@ -186,6 +186,11 @@ Reply ledger(Services& s, const links::ReferrerInfo& info) {
 }
 
 Reply payouts(Services& s, const links::ReferrerInfo& info, const boost::urls::url_view& u) {
+  Reply err;
+  auto paging = paging_of(s, u, err);
+  if (!paging) {
+    return err;
+  }
   json::object all = s.ledger.list_payouts(info.program, "");
   json::array rows;
   for (auto& p : all["payouts"].as_array()) {
@@ -196,7 +201,7 @@ Reply payouts(Services& s, const links::ReferrerInfo& info, const boost::urls::u
     }
   }
   std::reverse(rows.begin(), rows.end());
-  return json_reply(200, page_of(std::move(rows), paging_of(s, u)));
+  return json_reply(200, page_of(std::move(rows), *paging));
 }
 
 Reply conversions(Services& s, const links::ReferrerInfo& info, const boost::urls::url_view& u) {
@@ -216,8 +221,12 @@ Reply conversions(Services& s, const links::ReferrerInfo& info, const boost::url
     }
     (is_to ? f.to_ms : f.from_ms) = *ms;
   }
-  Paging p = paging_of(s, u);
-  return json_reply(200, list_conversions(s, f, p.page, p.per_page));
+  Reply err;
+  auto p = paging_of(s, u, err);
+  if (!p) {
+    return err;
+  }
+  return json_reply(200, list_conversions(s, f, p->page, p->per_page));
 }
 
 // /portal/api/me[/...]: the session names the referrer; nothing here takes an id from the URL.

@@ -3,6 +3,7 @@
 // and payouts, each paged on the server.
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cstdlib>
 
@@ -267,7 +268,11 @@ Reply list_referrers(Services& s, const boost::urls::url_view& u) {
                            "attachment; filename=\"referrers-" + *program + ".csv\"");
     return secured(std::move(r));
   }
-  json::object out = page_of(std::move(rows), paging_of(s, u));
+  auto paging = paging_of(s, u, err);
+  if (!paging) {
+    return err;
+  }
+  json::object out = page_of(std::move(rows), *paging);
   for (const char* k : {"program", "from", "to", "tz"}) {
     out[k] = body[k];
   }
@@ -306,11 +311,19 @@ Reply conversions_route(Services& s, const boost::urls::url_view& u) {
   if (!f.attributed.empty() && f.attributed != "true" && f.attributed != "false") {
     return error(400, "invalid_field", "attributed must be true or false");
   }
-  Paging p = paging_of(s, u);
-  return json_reply(200, list_conversions(s, f, p.page, p.per_page));
+  auto p = paging_of(s, u, err);
+  if (!p) {
+    return err;
+  }
+  return json_reply(200, list_conversions(s, f, p->page, p->per_page));
 }
 
 Reply payouts_route(Services& s, const boost::urls::url_view& u) {
+  Reply err;
+  auto paging = paging_of(s, u, err);
+  if (!paging) {
+    return err;
+  }
   json::object all = s.ledger.list_payouts(query_param(u, "program"), query_param(u, "status"));
   std::string referrer = query_param(u, "referrer_id");
   json::array rows;
@@ -321,7 +334,7 @@ Reply payouts_route(Services& s, const boost::urls::url_view& u) {
   }
   // Newest first, as a payout screen reads.
   std::reverse(rows.begin(), rows.end());
-  json::object out = page_of(std::move(rows), paging_of(s, u));
+  json::object out = page_of(std::move(rows), *paging);
   out["payouts"] = out["rows"];  // the field name GET /v1/payouts has always had
   return json_reply(200, out);
 }
@@ -349,18 +362,48 @@ std::string query_param(const boost::urls::url_view& u, std::string_view name) {
   return it == params.end() ? std::string() : std::string((*it).value);
 }
 
-Paging paging_of(Services& s, const boost::urls::url_view& u) {
-  const auto& w = s.config.web;
-  Paging p;
-  p.page = std::max<std::size_t>(1, std::strtoull(query_param(u, "page").c_str(), nullptr, 10));
-  std::size_t per = std::strtoull(query_param(u, "per_page").c_str(), nullptr, 10);
-  p.per_page = per == 0 ? w.default_per_page : std::min<std::size_t>(per, w.max_per_page);
+std::optional<Paging> read_paging(const boost::urls::url_view& u,
+                                  std::size_t default_per,
+                                  std::size_t max_per,
+                                  Reply& err) {
+  // A whole number from 1 up, or nullopt; absent or empty gives fallback.
+  auto number = [&](std::string_view name, std::size_t fallback) -> std::optional<std::size_t> {
+    std::string t = query_param(u, name);
+    if (t.empty()) {
+      return fallback;
+    }
+    std::size_t n = 0;
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+    if (ec != std::errc() || end != t.data() + t.size() || n == 0) {
+      return std::nullopt;
+    }
+    return n;
+  };
+  auto page = number("page", 1);
+  if (!page) {
+    err = json_error(400, "invalid_page", "page must be a whole number from 1 up");
+    return std::nullopt;
+  }
+  auto per = number("per_page", default_per);
+  if (!per) {
+    err = json_error(400, "invalid_per_page", "per_page must be a whole number from 1 up");
+    return std::nullopt;
+  }
+  return Paging{*page, std::min(*per, max_per)};
+}
+
+std::optional<Paging> paging_of(Services& s, const boost::urls::url_view& u, Reply& err) {
+  auto p = read_paging(u, s.config.web.default_per_page, s.config.web.max_per_page, err);
+  if (!p) {
+    err = secured(std::move(err));
+  }
   return p;
 }
 
 json::object page_of(json::array rows, const Paging& p) {
   std::size_t total = rows.size();
-  std::size_t first = std::min(total, (p.page - 1) * p.per_page);
+  // A page far past the end must not wrap the multiplication around to an earlier page.
+  std::size_t first = p.page - 1 > total / p.per_page ? total : std::min(total, (p.page - 1) * p.per_page);
   std::size_t last = std::min(total, first + p.per_page);
   json::array out;
   out.reserve(last - first);

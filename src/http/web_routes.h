@@ -61,12 +61,20 @@ boost::json::object list_conversions(Services& s,
                                      std::size_t page,
                                      std::size_t per_page);
 
-// page and per_page from the query, bounded by the [web] limits.
+// page and per_page from the query. Absent (or empty) they are 1 and default_per; a per_page
+// above max_per is clamped to it. Anything else that is not a whole number from 1 up (zero,
+// negative, not digits, too large) fills err with 400 invalid_page or invalid_per_page and
+// returns nullopt.
 struct Paging {
   std::size_t page = 1;
   std::size_t per_page = 50;
 };
-Paging paging_of(Services& s, const boost::urls::url_view& u);
+std::optional<Paging> read_paging(const boost::urls::url_view& u,
+                                  std::size_t default_per,
+                                  std::size_t max_per,
+                                  Reply& err);
+// read_paging with the [web] limits; err carries the web pages' security headers.
+std::optional<Paging> paging_of(Services& s, const boost::urls::url_view& u, Reply& err);
 
 // The value of a query parameter, or "".
 std::string query_param(const boost::urls::url_view& u, std::string_view name);

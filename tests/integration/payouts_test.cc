@@ -142,5 +142,57 @@ TEST_F(PayoutsApiTest, DueNeedsTheAdminKey) {
   EXPECT_EQ(r.status, 401) << r.error << r.body;
 }
 
+// Every list answers 400 with a JSON error for a page or per_page that is not a whole number
+// from 1 up, and clamps per_page to the configured maximum (web.max_per_page, 500 by default).
+TEST_F(PayoutsApiTest, ListsRefuseBadPagingAndClampPerPage) {
+  std::string ana = enrol("u_ana", "ana");
+  ASSERT_FALSE(ana.empty());
+  for (std::string list : {"/v1/referrers?program=acme&", "/v1/conversions?program=acme&",
+                           "/v1/payouts?program=acme&", "/v1/webhooks/deliveries?"}) {
+    for (auto [query, code] : {std::pair{"page=-1", "invalid_page"}, {"page=0", "invalid_page"},
+                               {"page=1x", "invalid_page"},
+                               {"page=99999999999999999999999", "invalid_page"},
+                               {"per_page=abc", "invalid_per_page"},
+                               {"per_page=0", "invalid_per_page"},
+                               {"per_page=-5", "invalid_per_page"}}) {
+      HttpResponse r = admin("GET", list + query);
+      EXPECT_EQ(r.status, 400) << list << query << ": " << r.body;
+      json::value v = parse_json(r);
+      EXPECT_EQ(v.is_object() ? json::serialize(v.at("error").at("code")) : "",
+                "\"" + std::string(code) + "\"")
+          << list << query;
+    }
+    HttpResponse ok = admin("GET", list + "page=2&per_page=7");
+    ASSERT_EQ(ok.status, 200) << list << ok.body;
+    EXPECT_EQ(parse_json(ok).at("page").to_number<std::int64_t>(), 2) << list;
+    EXPECT_EQ(parse_json(ok).at("per_page").to_number<std::int64_t>(), 7) << list;
+  }
+  HttpResponse clamped = admin("GET", "/v1/referrers?program=acme&per_page=100000");
+  ASSERT_EQ(clamped.status, 200) << clamped.body;
+  EXPECT_EQ(parse_json(clamped).at("per_page").to_number<std::int64_t>(), 500);
+
+  // The portal's lists, signed in as Ana through a one-time link.
+  HttpResponse link = admin("POST", "/v1/referrers/" + ana + "/portal-link", "{}");
+  ASSERT_EQ(link.status, 201) << link.body;
+  std::string url(parse_json(link).at("url").as_string());
+  std::string token = url.substr(url.rfind('/') + 1);
+  HttpResponse signin = fetch(public_endpoint(), "POST", "/portal/signin",
+                              {{"Origin", "http://earnd.test"},
+                               {"Content-Type", "application/x-www-form-urlencoded"}},
+                              "token=" + token);
+  ASSERT_EQ(signin.status, 303) << signin.body;
+  std::string cookie = signin.header("Set-Cookie").value_or("");
+  cookie = cookie.substr(0, cookie.find(';'));
+  for (std::string list : {"/portal/api/me/payouts?", "/portal/api/me/conversions?"}) {
+    HttpResponse bad = fetch(public_endpoint(), "GET", list + "page=-1", {{"Cookie", cookie}}, "");
+    EXPECT_EQ(bad.status, 400) << list << bad.body;
+    HttpResponse zero = fetch(public_endpoint(), "GET", list + "per_page=0", {{"Cookie", cookie}}, "");
+    EXPECT_EQ(zero.status, 400) << list << zero.body;
+    HttpResponse ok = fetch(public_endpoint(), "GET", list + "page=3", {{"Cookie", cookie}}, "");
+    ASSERT_EQ(ok.status, 200) << list << ok.body;
+    EXPECT_EQ(parse_json(ok).at("page").to_number<std::int64_t>(), 3) << list;
+  }
+}
+
 }  // namespace
 }  // namespace earnd::integration
