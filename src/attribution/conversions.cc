@@ -1,11 +1,13 @@
 #include "earnd/attribution/conversions.h"
 
+#include <limits>
 #include <map>
 
 #include <boost/json.hpp>
 
 #include "earnd/attribution/matcher.h"
 #include "earnd/common/click_id.h"
+#include "earnd/common/money.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 #include "earnd/rewards/ledger.h"
@@ -65,13 +67,14 @@ std::optional<std::int64_t> amount_field(const json::object& o) {
     return std::nullopt;
   }
   const json::value& v = it->value();
-  if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= 1'000'000'000'000'000) {
+  if (v.is_int64() && v.get_int64() >= 0 && v.get_int64() <= kMaxAmountMinor) {
     return v.get_int64();
   }
-  if (v.is_uint64() && v.get_uint64() <= 1'000'000'000'000'000) {
+  if (v.is_uint64() && v.get_uint64() <= static_cast<std::uint64_t>(kMaxAmountMinor)) {
     return static_cast<std::int64_t>(v.get_uint64());
   }
-  reject("invalid_amount", "amount_minor must be a non-negative integer of minor units");
+  reject("invalid_amount", "amount_minor must be an integer of minor units from 0 to " +
+                              std::to_string(kMaxAmountMinor));
 }
 
 std::string event_key(std::string_view program, std::string_view event_id) {
@@ -87,6 +90,9 @@ std::string event_index_key(std::string_view event_id, std::string_view program)
   k.append(program);
   return k;
 }
+
+// The lifetime totals of a program that kMaxTotalMinor bounds.
+std::string totals_key(std::string_view program) { return "pt/" + std::string(program); }
 
 std::string binding_key(std::string_view program, std::string_view customer) {
   std::string k = "b/";
@@ -130,6 +136,39 @@ struct ConversionService::Batch final : rewards::DocTxn {
   std::map<std::string, std::optional<std::string>> overlay;  // nullopt: deleted in this batch
   std::vector<webhooks::Event> events;
 
+  // Where the batch stood before a request, so that a refused request leaves nothing behind.
+  struct Mark {
+    std::size_t puts, deletes, stat_adds, events, undo;
+  };
+  // Per put or delete: the key and what the overlay held for it before (nullopt: nothing).
+  std::vector<std::pair<std::string, std::optional<std::optional<std::string>>>> undo;
+
+  Mark mark() const {
+    return {writes.puts.size(), writes.deletes.size(), writes.stat_adds.size(), events.size(),
+            undo.size()};
+  }
+
+  void rollback(const Mark& m) {
+    writes.puts.resize(m.puts);
+    writes.deletes.resize(m.deletes);
+    writes.stat_adds.resize(m.stat_adds);
+    events.resize(m.events);
+    while (undo.size() > m.undo) {
+      auto& [key, before] = undo.back();
+      if (before) {
+        overlay[key] = std::move(*before);
+      } else {
+        overlay.erase(key);
+      }
+      undo.pop_back();
+    }
+  }
+
+  void remember(const std::string& key) {
+    auto it = overlay.find(key);
+    undo.emplace_back(key, it == overlay.end() ? std::nullopt : std::optional(it->second));
+  }
+
   std::optional<std::string> get(const store::Store&, const std::string& key) { return get(key); }
 
   std::optional<std::string> get(const std::string& key) override {
@@ -144,11 +183,13 @@ struct ConversionService::Batch final : rewards::DocTxn {
   }
 
   void put(std::string key, std::string value) override {
+    remember(key);
     overlay[key] = value;
     writes.puts.emplace_back(std::move(key), std::move(value));
   }
 
   void del(std::string key) override {
+    remember(key);
     overlay[key] = std::nullopt;
     writes.deletes.push_back(std::move(key));
   }
@@ -172,7 +213,7 @@ struct ConversionService::Batch final : rewards::DocTxn {
         bucket = (bucket << 8) | static_cast<unsigned char>(key[i]);
       }
       if (bucket >= from_bucket && bucket < to_bucket && index < static_cast<int>(values.size())) {
-        sum += values[index];
+        sum = saturating_add(sum, values[index]);
       }
     }
     return sum;
@@ -483,6 +524,48 @@ ConversionReply ConversionService::refund(Batch& b,
   return store_doc(b, req, doc);
 }
 
+void ConversionService::add_to_totals(Batch& b,
+                                      const links::ProgramView& program,
+                                      std::int64_t revenue_minor,
+                                      std::int64_t rewards_minor) {
+  if (revenue_minor == 0 && rewards_minor == 0) {
+    return;
+  }
+  std::string key = totals_key(program.id);
+  std::int64_t revenue = 0;
+  std::int64_t rewards = 0;
+  if (auto text = b.get(store_, key)) {
+    json::object t = json::parse(*text).as_object();
+    revenue = t["revenue_minor"].to_number<std::int64_t>();
+    rewards = t["rewards_minor"].to_number<std::int64_t>();
+  } else {
+    // Programs with conversions from before the totals were kept start from their counters.
+    auto add = [&](std::uint32_t, const std::vector<std::int64_t>& v) {
+      revenue = saturating_add(revenue, v.size() > store::kStatRevenueMinor ? v[store::kStatRevenueMinor] : 0);
+      rewards = saturating_add(rewards, v.size() > store::kStatRewardsMinor ? v[store::kStatRewardsMinor] : 0);
+    };
+    std::vector<std::string> referrers{""};
+    for (const auto& r : catalog_.referrers_of(program.id)) {
+      referrers.push_back(r.id);
+    }
+    for (const auto& r : referrers) {
+      if (store_.scan_stats(store::stats_prefix(program.id, r), 0, std::numeric_limits<std::uint32_t>::max(), add)) {
+        reject("storage", "counters could not be read", 503);
+      }
+    }
+  }
+  std::int64_t new_revenue = 0;
+  std::int64_t new_rewards = 0;
+  if (__builtin_add_overflow(revenue, revenue_minor, &new_revenue) ||
+      __builtin_add_overflow(rewards, rewards_minor, &new_rewards) ||
+      new_revenue > kMaxTotalMinor || new_rewards > kMaxTotalMinor) {
+    reject("amount_overflow", "the program's lifetime sales or rewards would pass " +
+                                  std::to_string(kMaxTotalMinor) + " minor units");
+  }
+  b.put(key, json::serialize(json::object{{"revenue_minor", new_revenue},
+                                          {"rewards_minor", new_rewards}}));
+}
+
 ConversionReply ConversionService::store_doc(Batch& b, const ConversionRequest& req, json::object& doc) {
   std::string event_id = json::value_to<std::string>(doc["event_id"]);
   b.put(event_key(req.program, event_id), json::serialize(doc));
@@ -559,6 +642,13 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
       doc["rewards"] = ledger_.reward(b, *program, doc, at);
     }
   }
+  std::int64_t rewarded = 0;
+  for (const auto& e : doc["rewards"].as_array()) {
+    if (e.at("kind").as_string() == "referrer") {
+      rewarded += e.at("amount_minor").to_number<std::int64_t>();
+    }
+  }
+  add_to_totals(b, *program, type == "sale" ? *amount : 0, rewarded);
   std::string referrer = doc["referrer_id"].is_string() ? json::value_to<std::string>(doc["referrer_id"]) : "";
   b.add_stats(req.program, referrer, at, type == "sale" ? store::kStatSales : store::kStatSignups, 1);
   if (type == "sale") {
@@ -568,17 +658,15 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
 }
 
 ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
+  // A request refused part-way (amount_overflow comes after the rewards are written) takes
+  // back what it added to the batch.
+  Batch::Mark mark = b.mark();
   try {
     if (!options_.claim) {
       return handle_checked(b, req);
     }
     // Scale-out: the outcome counts only if this node wins the cluster-wide create-if-absent;
     // otherwise what this request added to the batch is taken back.
-    std::size_t puts = b.writes.puts.size();
-    std::size_t deletes = b.writes.deletes.size();
-    std::size_t stats = b.writes.stat_adds.size();
-    std::size_t events = b.events.size();
-    auto overlay = b.overlay;
     ConversionReply r = handle_checked(b, req);
     if (r.status != 201) {
       return r;
@@ -588,11 +676,7 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
     if (claimed && claimed->empty()) {
       return r;
     }
-    b.writes.puts.resize(puts);
-    b.writes.deletes.resize(deletes);
-    b.writes.stat_adds.resize(stats);
-    b.events.resize(events);
-    b.overlay = std::move(overlay);
+    b.rollback(mark);
     if (!claimed) {
       return error_body(503, "cluster_unavailable", "the conversion could not be recorded");
     }
@@ -600,8 +684,10 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
     a["duplicate"] = true;
     return {200, json::serialize(a)};
   } catch (const Reject& r) {
+    b.rollback(mark);
     return error_body(r.status, r.code, r.message);
   } catch (const std::exception& e) {
+    b.rollback(mark);
     // A stored document or rule that does not have the expected shape: a bug or a damaged
     // record. The request fails on its own; the thread and the batch go on.
     return error_body(500, "internal", std::string("the conversion could not be processed: ") + e.what());

@@ -10,6 +10,7 @@
 #include <date/tz.h>
 
 #include "earnd/store/stats.h"
+#include "earnd/common/money.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
@@ -74,7 +75,7 @@ struct Totals {
 
   void add_stats(const std::vector<std::int64_t>& v) {
     for (std::size_t i = 0; i < v.size() && i < store::kStatCount; ++i) {
-      stats[i] += v[i];
+      stats[i] = saturating_add(stats[i], v[i]);
     }
   }
 
@@ -85,7 +86,7 @@ struct Totals {
     row["signups"] = stats[store::kStatSignups];
     row["sales"] = stats[store::kStatSales];
     row["revenue_minor"] =
-        stats[store::kStatRevenueMinor] - stats[store::kStatRefundedMinor];
+        saturating_sub(stats[store::kStatRevenueMinor], stats[store::kStatRefundedMinor]);
     row["refunded_minor"] = stats[store::kStatRefundedMinor];
     row["rewards_minor"] = stats[store::kStatRewardsMinor];
     double conversions = static_cast<double>(stats[store::kStatSignups] +

@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <date/date.h>
 
+#include "earnd/common/money.h"
 #include "earnd/common/secrets.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
@@ -104,26 +105,26 @@ Balance summarize(const std::vector<json::object>& entries) {
       continue;  // granted by the merchant to the customer; not the referrer's money
     }
     if (kind == "reversal") {
-      b.reversed_minor += amount;
+      b.reversed_minor = saturating_add(b.reversed_minor, amount);
       std::string orig = state_of[str(e, "reverses")];
       if (e.contains("settled_payout")) {
-        b.paid_minor += amount;
+        b.paid_minor = saturating_add(b.paid_minor, amount);
       } else if (orig == "pending") {
-        b.pending_minor += amount;
+        b.pending_minor = saturating_add(b.pending_minor, amount);
       } else {
-        b.approved_minor += amount;
+        b.approved_minor = saturating_add(b.approved_minor, amount);
       }
       continue;
     }
     if (state == "pending") {
-      b.pending_minor += amount;
+      b.pending_minor = saturating_add(b.pending_minor, amount);
     } else if (state == "approved") {
-      b.approved_minor += amount;
+      b.approved_minor = saturating_add(b.approved_minor, amount);
     } else if (state == "paid") {
-      b.paid_minor += amount;
+      b.paid_minor = saturating_add(b.paid_minor, amount);
     }
   }
-  b.balance_minor = b.pending_minor + b.approved_minor;
+  b.balance_minor = saturating_add(b.pending_minor, b.approved_minor);
   return b;
 }
 
@@ -161,7 +162,7 @@ json::array Ledger::reward(DocTxn& txn,
     std::int64_t n = 1 + txn.pending_stat(prefix, from_bucket, to_bucket, index);
     (void)store_.scan_stats(prefix, from_bucket, to_bucket,
                             [&](std::uint32_t, const std::vector<std::int64_t>& v) {
-                              n += index < static_cast<int>(v.size()) ? v[index] : 0;
+                              n = saturating_add(n, index < static_cast<int>(v.size()) ? v[index] : 0);
                             });
     ctx.conversions_in_period = n;
   }
@@ -375,7 +376,7 @@ Gathered gather(const std::vector<json::object>& entries) {
   Gathered g;
   for (const auto& e : entries) {
     if (payable(e, state_of)) {
-      g.total_minor += num(e, "amount_minor");
+      g.total_minor = saturating_add(g.total_minor, num(e, "amount_minor"));
       g.entries.push_back(&e);
     }
   }
@@ -460,7 +461,7 @@ std::optional<json::object> Ledger::due_payouts(std::string_view program) const 
     row["pending_minor"] = balance.pending_minor;
     row["balance_minor"] = balance.balance_minor;
     row["eligible"] = eligible;
-    total += eligible ? gathered.total_minor : 0;
+    total = saturating_add(total, eligible ? gathered.total_minor : 0);
     due.push_back(std::move(row));
   }
   return json::object{{"program", std::string(program)},

@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 
+#include "earnd/common/money.h"
+
 namespace json = boost::json;
 
 namespace earnd::rewards {
@@ -30,7 +32,7 @@ std::optional<std::string> check_amounts(const json::value& v, const std::string
   for (const char* k : {"fixed_minor", "max_minor", "min_minor"}) {
     auto it = o.find(k);
     if (it != o.end() && !(it->value().is_int64() && it->value().get_int64() >= 0 &&
-                           it->value().get_int64() <= 1'000'000'000'000'000)) {
+                           it->value().get_int64() <= kMaxAmountMinor)) {
       return where + "." + k + " must be a non-negative integer of minor units";
     }
   }

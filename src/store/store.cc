@@ -18,6 +18,8 @@
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
+#include "earnd/common/money.h"
+
 namespace earnd::store {
 namespace {
 
@@ -80,8 +82,11 @@ class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
     if (s == nullptr) {
       return;
     }
+    // The counters are signed; a sum out of range is held at the end of the range, so a merge
+    // never wraps a total around to the other sign.
     for (std::size_t i = 0; i < s->size() / 8 && i < sum.size(); ++i) {
-      sum[i] += get_le(s->data() + 8 * i);
+      sum[i] = static_cast<std::uint64_t>(saturating_add(static_cast<std::int64_t>(sum[i]),
+                                                         static_cast<std::int64_t>(get_le(s->data() + 8 * i))));
     }
   }
 };

@@ -14,6 +14,7 @@
 
 #include "earnd/common/click.h"
 #include "earnd/common/click_id.h"
+#include "earnd/common/money.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 #include "earnd/rewards/ledger.h"
@@ -76,16 +77,17 @@ class ConversionServiceTest : public ::testing::Test {
   }
 
   // Creates the program with these attribution settings and its two referrers.
-  void make_program(std::string_view attribution = "{}") {
+  void make_program(std::string_view attribution = "{}",
+                    std::string_view rewards = R"([{"event": "signup", "referrer": {"fixed_minor": 500}},
+                                    {"event": "sale", "referrer": {"percent": 10},
+                                     "recurring_months": 12}])") {
     json::object body{
         {"id", "acme"},
         {"currency", "USD"},
         {"allowed_hosts", json::array{"shop.example.com"}},
         {"destination", "https://shop.example.com/"},
         {"attribution", json::parse(attribution)},
-        {"rewards", json::parse(R"([{"event": "signup", "referrer": {"fixed_minor": 500}},
-                                    {"event": "sale", "referrer": {"percent": 10},
-                                     "recurring_months": 12}])")},
+        {"rewards", json::parse(rewards)},
         {"hold_days", 0}};
     links::AdminReply p = catalog_->create_program(body);
     ASSERT_EQ(p.status, 201u) << json::serialize(p.body);
@@ -499,6 +501,61 @@ TEST_F(ConversionServiceTest, ExplainListsCandidatesRuleAndRewards) {
   ASSERT_EQ(followed.at("rewards").as_array().size(), 1u);
   EXPECT_EQ(followed.at("rewards").at(0).at("amount_minor").as_int64(), 2500);
   EXPECT_EQ(ledger_->view(bob_).value().at("balance_minor").as_int64(), 2000);
+}
+
+TEST_F(ConversionServiceTest, TotalsStopAtTheBoundWithAmountOverflow) {
+  ASSERT_NO_FATAL_FAILURE(make_program("{}", R"([{"event": "signup", "referrer": {"fixed_minor": 1000000000000000}},
+                                                  {"event": "sale", "referrer": {"percent": 100}}])"));
+  ClickRecord a = click(ana_, "ana", kT0 - kHourMs);
+  // kMaxTotalMinor / kMaxAmountMinor sales of the largest amount reach the bound exactly.
+  std::vector<json::object> sales;
+  for (int i = 0; i < 1000; ++i) {
+    std::string n = std::to_string(i);
+    sales.push_back(sale("s" + n, kT0, "cus_" + n, a.id.to_string(), kMaxAmountMinor));
+  }
+  for (const Reply& r : process(std::move(sales))) {
+    ASSERT_EQ(r.status, 201u) << json::serialize(r.body);
+  }
+
+  // One more minor unit of sales, or of rewards, is refused, and leaves nothing behind.
+  Reply over = send(sale("s_over", kT0, "cus_over", a.id.to_string(), 1));
+  ASSERT_EQ(over.status, 400u) << json::serialize(over.body);
+  EXPECT_EQ(error_code(over), "amount_overflow");
+  json::object signup{{"event_id", "u_over"}, {"type", "signup"}, {"click_id", a.id.to_string()},
+                      {"occurred_at", format_rfc3339(kT0)}};
+  Reply signup_over = send(signup);
+  ASSERT_EQ(signup_over.status, 400u) << json::serialize(signup_over.body);
+  EXPECT_EQ(error_code(signup_over), "amount_overflow");
+  EXPECT_EQ(service_->explain("s_over", "").status, 404u);
+
+  std::optional<json::object> ledger = ledger_->view(ana_);
+  ASSERT_TRUE(ledger.has_value());
+  EXPECT_EQ(ledger->at("balance_minor").as_int64(), kMaxTotalMinor);
+  EXPECT_EQ(ledger->at("approved_minor").as_int64(), kMaxTotalMinor);
+  EXPECT_EQ(ledger->at("entries").as_array().size(), 1000u);
+
+  // A refund adds nothing to the totals; the bound stays where it was.
+  json::object refund{{"event_id", "r1"}, {"type", "refund"}, {"refund_of", "s0"}};
+  ASSERT_EQ(send(refund).status, 201u);
+  EXPECT_EQ(ledger_->view(ana_)->at("balance_minor").as_int64(), kMaxTotalMinor - kMaxAmountMinor);
+  EXPECT_EQ(send(sale("s_after", kT0, "cus_after", a.id.to_string(), 1)).status, 400u);
+}
+
+TEST_F(ConversionServiceTest, AmountAboveTheMaximumIsInvalid) {
+  ASSERT_NO_FATAL_FAILURE(make_program());
+  Reply r = send(sale("s1", kT0, "cus_1", "", kMaxAmountMinor + 1));
+  ASSERT_EQ(r.status, 400u);
+  EXPECT_EQ(error_code(r), "invalid_amount");
+  json::object text_amount = sale("s2", kT0, "cus_1");
+  text_amount["amount_minor"] = "100";
+  Reply t = send(text_amount);
+  ASSERT_EQ(t.status, 400u);
+  EXPECT_EQ(error_code(t), "invalid_amount");
+  json::object empty_time = sale("s3", kT0, "cus_1");
+  empty_time["occurred_at"] = "";
+  Reply e = send(empty_time);
+  ASSERT_EQ(e.status, 400u);
+  EXPECT_EQ(error_code(e), "invalid_time");
 }
 
 }  // namespace

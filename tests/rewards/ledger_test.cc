@@ -1,6 +1,7 @@
 #include "earnd/rewards/ledger.h"
 
 #include <cstdint>
+#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -631,6 +632,23 @@ TEST_F(LedgerTest, ViewOfUnknownReferrerIsEmpty) {
   EXPECT_FALSE(ledger_->view("rf_missing").has_value());
   EXPECT_EQ(field("balance_minor"), 0);
   EXPECT_TRUE(view().at("entries").as_array().empty());
+}
+
+TEST_F(LedgerTest, SummaryHoldsSumsOutOfRangeAtTheEnds) {
+  // Entries the bounds would never let in (damaged or written before them): the sums stop at
+  // INT64_MAX / INT64_MIN instead of overflowing.
+  constexpr std::int64_t kHuge = 5'000'000'000'000'000'000;
+  std::vector<json::object> entries;
+  for (const char* id : {"a", "b"}) {
+    entries.push_back(json::object{{"id", id}, {"kind", "referrer"}, {"state", "approved"},
+                                   {"amount_minor", kHuge}});
+  }
+  entries.push_back(json::object{{"id", "c"}, {"kind", "referrer"}, {"state", "pending"},
+                                 {"amount_minor", kHuge}});
+  Balance b = summarize(entries);
+  EXPECT_EQ(b.approved_minor, std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(b.pending_minor, kHuge);
+  EXPECT_EQ(b.balance_minor, std::numeric_limits<std::int64_t>::max());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -324,6 +325,21 @@ TEST(DayOfTest, CountsUtcDays) {
   EXPECT_EQ(day_of(86'399'999), 0u);
   EXPECT_EQ(day_of(86'400'000), 1u);
   EXPECT_EQ(day_of(kDayStartMs + 5), 19'675u);
+}
+
+TEST_F(StoreTest, CounterMergeHoldsSignedSumsAtTheEnds) {
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  const std::string key = std::string("p\0r\0", 4) + std::string("\0\0\0\1", 4);
+  for (int i = 0; i < 3; ++i) {
+    Store::DocBatch b;
+    b.stat_adds.emplace_back(key, std::vector<std::int64_t>{kMax / 2, kMin / 2, 5});
+    ASSERT_FALSE(store_->write(b, false));
+  }
+  std::vector<std::int64_t> seen;
+  ASSERT_FALSE(store_->scan_stats(std::string("p\0r\0", 4), 0, 10,
+                                  [&](std::uint32_t, const std::vector<std::int64_t>& v) { seen = v; }));
+  EXPECT_EQ(seen, (std::vector<std::int64_t>{kMax, kMin, 15}));
 }
 
 }  // namespace

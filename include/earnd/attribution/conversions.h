@@ -100,6 +100,12 @@ class ConversionService {
                          const ConversionRequest& req,
                          std::uint64_t at,
                          boost::json::object& doc);
+  // Adds a conversion's sale amount and referrer rewards to the program's lifetime totals;
+  // refuses it with amount_overflow when either would pass kMaxTotalMinor.
+  void add_to_totals(Batch& batch,
+                     const links::ProgramView& program,
+                     std::int64_t revenue_minor,
+                     std::int64_t rewards_minor);
   ConversionReply store_doc(Batch& batch, const ConversionRequest& req, boost::json::object& doc);
 
   // Writes the batch (synced per the options) and hands its webhook events to the outbox.
