@@ -18,6 +18,7 @@
 #include <boost/unordered/unordered_flat_set.hpp>
 
 #include "earnd/common/click.h"
+#include "earnd/common/money.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/ingest/sink.h"
 #include "earnd/links/catalog.h"
@@ -423,8 +424,10 @@ void read_conversions_csv(const std::string& path,
     if (!valid_id(f[2])) {
       in.fail("visitor_id must be 1 to 128 characters");
     }
-    if (!parse_u64(f[3], r.amount_cents)) {
-      in.fail("amount_cents must be a non-negative integer");
+    if (!parse_u64(f[3], r.amount_cents) ||
+        r.amount_cents > static_cast<std::uint64_t>(kMaxAmountMinor)) {
+      in.fail("amount_cents must be an integer from 0 to " + std::to_string(kMaxAmountMinor) +
+              " (the most earnd accepts for one conversion)");
     }
     if (f[4] != "sale" && f[4] != "signup") {
       in.fail("kind must be sale or signup");

@@ -237,5 +237,24 @@ TEST_F(ImporterTest, ConversionsBecomeDocumentsUnderTheProgram) {
   EXPECT_EQ(v.at("visitor_hash").to_number<std::uint64_t>(), import_visitor_hash(hasher, "99"));
 }
 
+TEST_F(ImporterTest, ConversionAmountAboveTheServersMaximumNamesItsLine) {
+  std::string csv = "1,1704069509231,84734,1000000000000000,sale\n"
+                    "2,1704089323281,99,1000000000000001,sale\n";
+  try {
+    (void)import_conversions(
+        *store_, write_csv("big.csv", csv, "conv_id,ts_ms,visitor_id,amount_cents,kind\n"),
+        {.program = "shop"});
+    FAIL() << "no ImportError";
+  } catch (const ImportError& e) {
+    EXPECT_NE(std::string(e.what()).find("big.csv:3: amount_cents must be an integer from 0 to "
+                                         "1000000000000000"),
+              std::string::npos)
+        << e.what();
+  }
+  auto doc = store_->get_doc("ic/shop/1");
+  ASSERT_TRUE(doc);
+  EXPECT_FALSE(doc->has_value());
+}
+
 }  // namespace
 }  // namespace earnd::ingest

@@ -2,6 +2,7 @@
 // (--url or EARND_URL, with EARND_ADMIN_KEY), or works offline on a data directory (--data-dir).
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <cstdlib>
@@ -23,6 +24,7 @@
 #include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
 #include "earnd/common/hash.h"
+#include "earnd/common/money.h"
 #include "earnd/ingest/importer.h"
 #include "earnd/store/store.h"
 #include "http_client.h"
@@ -227,15 +229,26 @@ struct Conversion {
   std::uint64_t amount = 0;  // revenue: the amount of a sale, 0 for a signup
 };
 
+// Revenue sums in 128 bits: rows hold at most earnd::kMaxAmountMinor each, so no file of fewer
+// than 2^64 rows can overflow them.
 struct Tally {
   std::uint64_t conversions = 0;
-  std::uint64_t revenue = 0;
+  unsigned __int128 revenue = 0;
 
-  void add(std::uint64_t n, std::uint64_t rev) {
+  void add(std::uint64_t n, unsigned __int128 rev) {
     conversions += n;
     revenue += rev;
   }
 };
+
+std::string decimal(unsigned __int128 v) {
+  std::string out;
+  do {
+    out.insert(out.begin(), static_cast<char>('0' + static_cast<int>(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  return out;
+}
 
 // One worker's share: tallies by internal referrer id.
 struct Partial {
@@ -303,9 +316,9 @@ int write_attribution(const std::string& path,
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << "referrer_id,conversions,revenue_cents\n";
   for (const auto& [ext, t] : rows) {
-    out << ext << ',' << t.conversions << ',' << t.revenue << '\n';
+    out << ext << ',' << t.conversions << ',' << decimal(t.revenue) << '\n';
   }
-  out << ',' << unattributed.conversions << ',' << unattributed.revenue << '\n';
+  out << ',' << unattributed.conversions << ',' << decimal(unattributed.revenue) << '\n';
   out.close();
   if (!out) {
     std::cerr << "earnctl: cannot write " << path << "\n";
@@ -329,19 +342,30 @@ void print_summary(const AttributeArgs& a,
                ? x.second.conversions > y.second.conversions
                : x.second.revenue > y.second.revenue;
   });
-  std::cout << "top referrers (" << rows.size() << " credited):\n"
-            << std::left << std::setw(24) << "referrer_id" << std::right << std::setw(12)
-            << "conversions" << std::setw(16) << "revenue_cents"
-            << "\n";
+  // Columns as wide as the longest value (at least the heading), a space between any two, so
+  // long ids and large sums never run together.
+  std::vector<std::array<std::string, 3>> lines{{"referrer_id", "conversions", "revenue_cents"}};
   for (std::size_t i = 0; i < shown; ++i) {
-    std::cout << std::left << std::setw(24) << top[i].first << std::right << std::setw(12)
-              << top[i].second.conversions << std::setw(16) << top[i].second.revenue << "\n";
+    lines.push_back({top[i].first, std::to_string(top[i].second.conversions),
+                     decimal(top[i].second.revenue)});
   }
-  std::cout << std::left << std::setw(24) << "(unattributed)" << std::right << std::setw(12)
-            << unattributed.conversions << std::setw(16) << unattributed.revenue << "\n"
-            << std::left << std::setw(24) << "(attributed)" << std::right << std::setw(12)
-            << attributed.conversions << std::setw(16) << attributed.revenue << "\n"
-            << std::fixed << std::setprecision(2) << "attributed "
+  lines.push_back({"(unattributed)", std::to_string(unattributed.conversions),
+                   decimal(unattributed.revenue)});
+  lines.push_back({"(attributed)", std::to_string(attributed.conversions),
+                   decimal(attributed.revenue)});
+  std::array<std::size_t, 3> width{24, 12, 16};
+  for (const auto& l : lines) {
+    for (std::size_t c = 0; c < 3; ++c) {
+      width[c] = std::max(width[c], l[c].size() + (c == 0 ? 0 : 1));
+    }
+  }
+  std::cout << "top referrers (" << rows.size() << " credited):\n";
+  for (const auto& l : lines) {
+    std::cout << std::left << std::setw(static_cast<int>(width[0])) << l[0] << std::right << ' '
+              << std::setw(static_cast<int>(width[1])) << l[1]
+              << std::setw(static_cast<int>(width[2])) << l[2] << "\n";
+  }
+  std::cout << std::fixed << std::setprecision(2) << "attributed "
             << attributed.conversions + unattributed.conversions << " conversions (" << a.model
             << ", window " << a.window << ") in " << seconds << " s; wrote " << a.out << "\n";
 }
