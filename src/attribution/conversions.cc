@@ -541,15 +541,18 @@ void ConversionService::add_to_totals(Batch& b,
   } else {
     // Programs with conversions from before the totals were kept start from their counters.
     auto add = [&](std::uint32_t, const std::vector<std::int64_t>& v) {
-      revenue = saturating_add(revenue, v.size() > store::kStatRevenueMinor ? v[store::kStatRevenueMinor] : 0);
-      rewards = saturating_add(rewards, v.size() > store::kStatRewardsMinor ? v[store::kStatRewardsMinor] : 0);
+      if (v.size() > store::kStatRewardsMinor) {
+        revenue = saturating_add(revenue, v[store::kStatRevenueMinor]);
+        rewards = saturating_add(rewards, v[store::kStatRewardsMinor]);
+      }
     };
     std::vector<std::string> referrers{""};
     for (const auto& r : catalog_.referrers_of(program.id)) {
       referrers.push_back(r.id);
     }
     for (const auto& r : referrers) {
-      if (store_.scan_stats(store::stats_prefix(program.id, r), 0, std::numeric_limits<std::uint32_t>::max(), add)) {
+      if (store_.scan_stats(store::stats_prefix(program.id, r), 0,
+                            std::numeric_limits<std::uint32_t>::max(), add)) {
         reject("storage", "counters could not be read", 503);
       }
     }
@@ -610,7 +613,8 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
   std::uint64_t at = now;
   if (auto it = in.find("occurred_at"); it != in.end() && !it->value().is_null()) {
     // Given but empty is refused like any other text that is not a time, not taken as now.
-    auto parsed = it->value().is_string() ? parse_rfc3339_ms(it->value().get_string()) : std::nullopt;
+    const json::value& v = it->value();
+    auto parsed = v.is_string() ? parse_rfc3339_ms(v.get_string()) : std::nullopt;
     if (!parsed) {
       reject("invalid_time", "occurred_at must be an RFC 3339 time such as 2026-12-01T10:00:00Z");
     }

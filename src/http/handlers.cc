@@ -171,7 +171,8 @@ std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Req
       if (!p) {
         return err;
       }
-      return from_pair(s.outbox->list(param(u, "program"), param(u, "status"), p->page, p->per_page));
+      return from_pair(
+          s.outbox->list(param(u, "program"), param(u, "status"), p->page, p->per_page));
     }
     if (seg.size() == 5 && seg[4] == "redeliver" && verb == V::post) {
       return from_pair(s.outbox->redeliver(seg[3]));

@@ -403,7 +403,8 @@ std::optional<Paging> paging_of(Services& s, const boost::urls::url_view& u, Rep
 json::object page_of(json::array rows, const Paging& p) {
   std::size_t total = rows.size();
   // A page far past the end must not wrap the multiplication around to an earlier page.
-  std::size_t first = p.page - 1 > total / p.per_page ? total : std::min(total, (p.page - 1) * p.per_page);
+  std::size_t first =
+      p.page - 1 > total / p.per_page ? total : std::min(total, (p.page - 1) * p.per_page);
   std::size_t last = std::min(total, first + p.per_page);
   json::array out;
   out.reserve(last - first);

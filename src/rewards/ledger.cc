@@ -162,7 +162,9 @@ json::array Ledger::reward(DocTxn& txn,
     std::int64_t n = 1 + txn.pending_stat(prefix, from_bucket, to_bucket, index);
     (void)store_.scan_stats(prefix, from_bucket, to_bucket,
                             [&](std::uint32_t, const std::vector<std::int64_t>& v) {
-                              n = saturating_add(n, index < static_cast<int>(v.size()) ? v[index] : 0);
+                              if (index < static_cast<int>(v.size())) {
+                                n = saturating_add(n, v[index]);
+                              }
                             });
     ctx.conversions_in_period = n;
   }

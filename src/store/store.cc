@@ -85,8 +85,8 @@ class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
     // The counters are signed; a sum out of range is held at the end of the range, so a merge
     // never wraps a total around to the other sign.
     for (std::size_t i = 0; i < s->size() / 8 && i < sum.size(); ++i) {
-      sum[i] = static_cast<std::uint64_t>(saturating_add(static_cast<std::int64_t>(sum[i]),
-                                                         static_cast<std::int64_t>(get_le(s->data() + 8 * i))));
+      auto add = static_cast<std::int64_t>(get_le(s->data() + 8 * i));
+      sum[i] = static_cast<std::uint64_t>(saturating_add(static_cast<std::int64_t>(sum[i]), add));
     }
   }
 };

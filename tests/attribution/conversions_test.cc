@@ -78,9 +78,9 @@ class ConversionServiceTest : public ::testing::Test {
 
   // Creates the program with these attribution settings and its two referrers.
   void make_program(std::string_view attribution = "{}",
-                    std::string_view rewards = R"([{"event": "signup", "referrer": {"fixed_minor": 500}},
-                                    {"event": "sale", "referrer": {"percent": 10},
-                                     "recurring_months": 12}])") {
+                    std::string_view rewards = R"([
+                        {"event": "signup", "referrer": {"fixed_minor": 500}},
+                        {"event": "sale", "referrer": {"percent": 10}, "recurring_months": 12}])") {
     json::object body{
         {"id", "acme"},
         {"currency", "USD"},
@@ -504,8 +504,9 @@ TEST_F(ConversionServiceTest, ExplainListsCandidatesRuleAndRewards) {
 }
 
 TEST_F(ConversionServiceTest, TotalsStopAtTheBoundWithAmountOverflow) {
-  ASSERT_NO_FATAL_FAILURE(make_program("{}", R"([{"event": "signup", "referrer": {"fixed_minor": 1000000000000000}},
-                                                  {"event": "sale", "referrer": {"percent": 100}}])"));
+  ASSERT_NO_FATAL_FAILURE(make_program("{}", R"([
+      {"event": "signup", "referrer": {"fixed_minor": 1000000000000000}},
+      {"event": "sale", "referrer": {"percent": 100}}])"));
   ClickRecord a = click(ana_, "ana", kT0 - kHourMs);
   // kMaxTotalMinor / kMaxAmountMinor sales of the largest amount reach the bound exactly.
   std::vector<json::object> sales;

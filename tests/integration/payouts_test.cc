@@ -186,7 +186,8 @@ TEST_F(PayoutsApiTest, ListsRefuseBadPagingAndClampPerPage) {
   for (std::string list : {"/portal/api/me/payouts?", "/portal/api/me/conversions?"}) {
     HttpResponse bad = fetch(public_endpoint(), "GET", list + "page=-1", {{"Cookie", cookie}}, "");
     EXPECT_EQ(bad.status, 400) << list << bad.body;
-    HttpResponse zero = fetch(public_endpoint(), "GET", list + "per_page=0", {{"Cookie", cookie}}, "");
+    HttpResponse zero =
+        fetch(public_endpoint(), "GET", list + "per_page=0", {{"Cookie", cookie}}, "");
     EXPECT_EQ(zero.status, 400) << list << zero.body;
     HttpResponse ok = fetch(public_endpoint(), "GET", list + "page=3", {{"Cookie", cookie}}, "");
     ASSERT_EQ(ok.status, 200) << list << ok.body;

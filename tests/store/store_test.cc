@@ -337,8 +337,8 @@ TEST_F(StoreTest, CounterMergeHoldsSignedSumsAtTheEnds) {
     ASSERT_FALSE(store_->write(b, false));
   }
   std::vector<std::int64_t> seen;
-  ASSERT_FALSE(store_->scan_stats(std::string("p\0r\0", 4), 0, 10,
-                                  [&](std::uint32_t, const std::vector<std::int64_t>& v) { seen = v; }));
+  auto keep = [&](std::uint32_t, const std::vector<std::int64_t>& v) { seen = v; };
+  ASSERT_FALSE(store_->scan_stats(std::string("p\0r\0", 4), 0, 10, keep));
   EXPECT_EQ(seen, (std::vector<std::int64_t>{kMax, kMin, 15}));
 }
 

@@ -55,8 +55,9 @@ ReportReply timeseries_report(const store::Store& store,
 // the text is neither or the zone is unknown. Thread-safe.
 std::optional<std::uint64_t> parse_boundary(std::string_view text, std::string_view tz, bool is_to);
 
-// A CSV cell: fields starting with =, +, -, @, a tab or a carriage return (OWASP) get a leading apostrophe so that spreadsheets
-// do not run them as formulas; fields with commas, quotes or line breaks are quoted.
+// A CSV cell: fields starting with =, +, -, @, a tab or a carriage return (OWASP) get a leading
+// apostrophe so that spreadsheets do not run them as formulas; fields with commas, quotes or
+// line breaks are quoted.
 std::string csv_cell(std::string_view s);
 
 }  // namespace earnd::reports
