@@ -57,7 +57,8 @@ struct Shared {
   KeyedHasher hasher;
   TrustedProxies proxies;
   std::atomic<bool> draining{false};
-  std::atomic<std::uint32_t> open{0};
+  std::atomic<std::uint32_t> open{0};         // every listener's, for the drain on shutdown
+  std::atomic<std::uint32_t> public_open{0};  // the public listener's, for max_connections
   std::shared_ptr<spdlog::logger> log = log::get("http");
   log::RateLimitedWarn queue_full_warn{std::chrono::seconds(10)};
   ConversionQueue* conversions = nullptr;
@@ -129,6 +130,9 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   ~Session() {
     worker_.sessions.erase(this);
     shared_.open.fetch_sub(1, std::memory_order_relaxed);
+    if (worker_.kind == Kind::kPublic) {
+      shared_.public_open.fetch_sub(1, std::memory_order_relaxed);
+    }
     shared_.services.metrics.connections_open.fetch_sub(1, std::memory_order_relaxed);
   }
 
@@ -393,13 +397,20 @@ void accept_loop(Worker& w, Shared& shared) {
       }
       return;
     }
-    std::uint32_t open = shared.open.fetch_add(1, std::memory_order_relaxed) + 1;
-    // The cap guards against floods of public clients; the admin listener stays reachable
-    // through them, so an operator can still read /metrics and act.
+    bool is_public = w.kind == Kind::kPublic;
+    shared.open.fetch_add(1, std::memory_order_relaxed);
+    // The cap guards against floods of public clients and counts only them; the admin listener
+    // stays reachable through them, so an operator can still read /metrics and act, and its
+    // connections never take a public client's place.
     // LIMIT: admin connections have no cap of their own; the listener is on loopback by default.
-    bool over_cap = w.kind == Kind::kPublic && open > shared.services.config.server.max_connections;
+    bool over_cap =
+        is_public && shared.public_open.fetch_add(1, std::memory_order_relaxed) + 1 >
+                         shared.services.config.server.max_connections;
     if (over_cap || shared.draining.load(std::memory_order_relaxed)) {
       shared.open.fetch_sub(1, std::memory_order_relaxed);
+      if (is_public) {
+        shared.public_open.fetch_sub(1, std::memory_order_relaxed);
+      }
       shared.services.metrics.connections_rejected.fetch_add(1, std::memory_order_relaxed);
       beast::error_code ignored;
       socket.close(ignored);

@@ -149,6 +149,18 @@ TEST_F(SlowClientTest, ClosesConnectionsOverTheCapAndKeepsAdminReachable) {
   ASSERT_NO_FATAL_FAILURE(start_server());
   ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
 
+  // Connections left from the setup close first (bounded wait), so the cap starts empty.
+  auto settle = std::chrono::steady_clock::now() + 10s;
+  while (metric(admin("GET", "/metrics").body, "earnd_connections_open") > 1 &&
+         std::chrono::steady_clock::now() < settle) {
+    std::this_thread::sleep_for(20ms);
+  }
+  // Admin connections held open take no public client's place under the cap.
+  std::vector<int> admin_held;
+  for (int i = 0; i < 5; ++i) {
+    admin_held.push_back(open_socket(admin_endpoint()));
+    ASSERT_GE(admin_held.back(), 0);
+  }
   std::vector<int> idle;
   for (int i = 0; i < kCap + kOverCap; ++i) {
     int fd = open_socket(public_endpoint());
@@ -177,6 +189,9 @@ TEST_F(SlowClientTest, ClosesConnectionsOverTheCapAndKeepsAdminReachable) {
   EXPECT_EQ(metric(metrics.body, "earnd_connections_rejected_total"), kOverCap + 1);
 
   for (int fd : idle) {
+    ::close(fd);
+  }
+  for (int fd : admin_held) {
     ::close(fd);
   }
   bool served = false;
