@@ -11,9 +11,9 @@
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
 #include "earnd/rewards/ledger.h"
-#include "earnd/webhooks/outbox.h"
 #include "earnd/store/stats.h"
 #include "earnd/store/store.h"
+#include "earnd/webhooks/outbox.h"
 
 namespace json = boost::json;
 
@@ -50,8 +50,8 @@ std::string text_field(const json::object& o, const char* key, std::size_t max, 
   }
   std::string_view v = it->value().get_string();
   if (v.size() > max || (required && v.empty())) {
-    reject("invalid_field", std::string(key) + " must have 1 to " + std::to_string(max) +
-                                " characters");
+    reject("invalid_field",
+           std::string(key) + " must have 1 to " + std::to_string(max) + " characters");
   }
   for (char c : v) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
@@ -74,7 +74,7 @@ std::optional<std::int64_t> amount_field(const json::object& o) {
     return static_cast<std::int64_t>(v.get_uint64());
   }
   reject("invalid_amount", "amount_minor must be an integer of minor units from 0 to " +
-                              std::to_string(kMaxAmountMinor));
+                               std::to_string(kMaxAmountMinor));
 }
 
 std::string event_key(std::string_view program, std::string_view event_id) {
@@ -92,7 +92,9 @@ std::string event_index_key(std::string_view event_id, std::string_view program)
 }
 
 // The lifetime totals of a program that kMaxTotalMinor bounds.
-std::string totals_key(std::string_view program) { return "pt/" + std::string(program); }
+std::string totals_key(std::string_view program) {
+  return "pt/" + std::string(program);
+}
 
 std::string binding_key(std::string_view program, std::string_view customer) {
   std::string k = "b/";
@@ -140,6 +142,7 @@ struct ConversionService::Batch final : rewards::DocTxn {
   struct Mark {
     std::size_t puts, deletes, stat_adds, events, undo;
   };
+
   // Per put or delete: the key and what the overlay held for it before (nullopt: nothing).
   std::vector<std::pair<std::string, std::optional<std::optional<std::string>>>> undo;
 
@@ -194,8 +197,11 @@ struct ConversionService::Batch final : rewards::DocTxn {
     writes.deletes.push_back(std::move(key));
   }
 
-  void add_stat(std::string_view program, std::string_view referrer, std::uint64_t at_ms,
-                int index, std::int64_t amount) override {
+  void add_stat(std::string_view program,
+                std::string_view referrer,
+                std::uint64_t at_ms,
+                int index,
+                std::int64_t amount) override {
     add_stats(program, referrer, at_ms, index, amount);
   }
 
@@ -223,8 +229,11 @@ struct ConversionService::Batch final : rewards::DocTxn {
     events.push_back({std::move(program), std::move(type), std::move(data)});
   }
 
-  void add_stats(std::string_view program, std::string_view referrer, std::uint64_t at_ms,
-                 int index, std::int64_t amount) {
+  void add_stats(std::string_view program,
+                 std::string_view referrer,
+                 std::uint64_t at_ms,
+                 int index,
+                 std::int64_t amount) {
     std::vector<std::int64_t> v(store::kStatCount, 0);
     v[index] = amount;
     std::string key = store::stats_prefix(program, referrer);
@@ -371,11 +380,12 @@ void ConversionService::attribute(Batch& b,
     const ClickRecord& c = **click;
     std::uint64_t when = c.ts_ms > at && c.ts_ms - at <= options_.max_future_skew_ms ? c.ts_ms : at;
     std::vector<Candidate> all;
-    auto m = match(store_, {.visitor_hash = c.visitor_hash,
-                            .at_ms = when,
-                            .window_ms = std::uint64_t{program.window_days} * 86'400'000,
-                            .model = model,
-                            .program = program.id},
+    auto m = match(store_,
+                   {.visitor_hash = c.visitor_hash,
+                    .at_ms = when,
+                    .window_ms = std::uint64_t{program.window_days} * 86'400'000,
+                    .model = model,
+                    .program = program.id},
                    &all);
     if (!m) {
       reject("storage", "storage could not be read", 503);
@@ -398,15 +408,17 @@ void ConversionService::attribute(Batch& b,
       json::object bd = json::parse(*bound).as_object();
       auto bound_at = static_cast<std::uint64_t>(bd["bound_at_ms"].to_number<std::int64_t>());
       if (at >= bound_at && at - bound_at <= program.binding_ms) {
-        winner = Candidate{bound_at, {}, ClickReason::kHuman, program.id,
+        winner = Candidate{bound_at,
+                           {},
+                           ClickReason::kHuman,
+                           program.id,
                            json::value_to<std::string>(bd["referrer_id"]),
                            json::value_to<std::string>(bd["link_code"])};
         rule = "customer_binding";
         doc["click_id"] = bd["click_id"];
         explain["rule"] = "customer_binding: customer " + customer + " was bound to referrer " +
                           winner->referrer_id + " by conversion " +
-                          json::value_to<std::string>(bd["event_id"]) +
-                          " and the binding lasts " +
+                          json::value_to<std::string>(bd["event_id"]) + " and the binding lasts " +
                           std::to_string(program.binding_ms / 86'400'000) + " days";
       }
     }
@@ -414,11 +426,12 @@ void ConversionService::attribute(Batch& b,
 
   if (!winner && program.probabilistic_ms > 0 && req.visitor_hash) {
     std::vector<Candidate> all;
-    auto m = match(store_, {.visitor_hash = *req.visitor_hash,
-                            .at_ms = at,
-                            .window_ms = program.probabilistic_ms,
-                            .model = model,
-                            .program = program.id},
+    auto m = match(store_,
+                   {.visitor_hash = *req.visitor_hash,
+                    .at_ms = at,
+                    .window_ms = program.probabilistic_ms,
+                    .model = model,
+                    .program = program.id},
                    &all);
     if (m && *m) {
       winner = *m;
@@ -499,8 +512,11 @@ ConversionReply ConversionService::refund(Batch& b,
     reject("invalid_refund_of", "only a sale can be refunded");
   }
   std::int64_t sold = orig["amount_minor"].to_number<std::int64_t>();
-  std::int64_t refunded = orig.contains("refunded_minor") ? orig["refunded_minor"].to_number<std::int64_t>() : 0;
-  std::int64_t amount = doc["amount_minor"].is_null() ? sold - refunded : doc["amount_minor"].to_number<std::int64_t>();
+  std::int64_t refunded =
+      orig.contains("refunded_minor") ? orig["refunded_minor"].to_number<std::int64_t>() : 0;
+  std::int64_t amount = doc["amount_minor"].is_null()
+                            ? sold - refunded
+                            : doc["amount_minor"].to_number<std::int64_t>();
   if (amount <= 0) {
     reject("invalid_amount", "a refund's amount_minor must be above zero");
   }
@@ -515,10 +531,12 @@ ConversionReply ConversionService::refund(Batch& b,
   }
   doc["match"] = "refund_of";
   doc["explain"] = json::object{{"rule", "refund_of: a refund follows the sale " + refund_of}};
-  doc["rewards"] = ledger_.reverse(b, orig, amount, json::value_to<std::string>(doc["event_id"]), at);
+  doc["rewards"] =
+      ledger_.reverse(b, orig, amount, json::value_to<std::string>(doc["event_id"]), at);
   orig["refunded_minor"] = refunded + amount;
   b.put(orig_key, json::serialize(orig));
-  std::string referrer = orig["referrer_id"].is_string() ? json::value_to<std::string>(orig["referrer_id"]) : "";
+  std::string referrer =
+      orig["referrer_id"].is_string() ? json::value_to<std::string>(orig["referrer_id"]) : "";
   b.add_stats(req.program, referrer, at, store::kStatRefunds, 1);
   b.add_stats(req.program, referrer, at, store::kStatRefundedMinor, amount);
   return store_doc(b, req, doc);
@@ -565,11 +583,13 @@ void ConversionService::add_to_totals(Batch& b,
     reject("amount_overflow", "the program's lifetime sales or rewards would pass " +
                                   std::to_string(kMaxTotalMinor) + " minor units");
   }
-  b.put(key, json::serialize(json::object{{"revenue_minor", new_revenue},
-                                          {"rewards_minor", new_rewards}}));
+  b.put(key, json::serialize(
+                 json::object{{"revenue_minor", new_revenue}, {"rewards_minor", new_rewards}}));
 }
 
-ConversionReply ConversionService::store_doc(Batch& b, const ConversionRequest& req, json::object& doc) {
+ConversionReply ConversionService::store_doc(Batch& b,
+                                             const ConversionRequest& req,
+                                             json::object& doc) {
   std::string event_id = json::value_to<std::string>(doc["event_id"]);
   b.put(event_key(req.program, event_id), json::serialize(doc));
   b.put(event_index_key(event_id, req.program), "");
@@ -653,8 +673,10 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
     }
   }
   add_to_totals(b, *program, type == "sale" ? *amount : 0, rewarded);
-  std::string referrer = doc["referrer_id"].is_string() ? json::value_to<std::string>(doc["referrer_id"]) : "";
-  b.add_stats(req.program, referrer, at, type == "sale" ? store::kStatSales : store::kStatSignups, 1);
+  std::string referrer =
+      doc["referrer_id"].is_string() ? json::value_to<std::string>(doc["referrer_id"]) : "";
+  b.add_stats(req.program, referrer, at, type == "sale" ? store::kStatSales : store::kStatSignups,
+              1);
   if (type == "sale") {
     b.add_stats(req.program, referrer, at, store::kStatRevenueMinor, *amount);
   }
@@ -694,11 +716,13 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
     b.rollback(mark);
     // A stored document or rule that does not have the expected shape: a bug or a damaged
     // record. The request fails on its own; the thread and the batch go on.
-    return error_body(500, "internal", std::string("the conversion could not be processed: ") + e.what());
+    return error_body(500, "internal",
+                      std::string("the conversion could not be processed: ") + e.what());
   }
 }
 
-ConversionReply ConversionService::explain(std::string_view event_id, std::string_view program) const {
+ConversionReply ConversionService::explain(std::string_view event_id,
+                                           std::string_view program) const {
   std::string chosen(program);
   if (chosen.empty()) {
     std::vector<std::string> programs;
@@ -729,8 +753,9 @@ ConversionReply ConversionService::explain(std::string_view event_id, std::strin
       out[k] = v;
     }
   }
-  out["followed"] = json::object{{"rewards", d["rewards"]},
-                                 {"refunded_minor", d.contains("refunded_minor") ? d["refunded_minor"] : json::value(0)}};
+  out["followed"] = json::object{
+      {"rewards", d["rewards"]},
+      {"refunded_minor", d.contains("refunded_minor") ? d["refunded_minor"] : json::value(0)}};
   return {200, json::serialize(out)};
 }
 

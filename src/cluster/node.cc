@@ -53,7 +53,9 @@ std::uint64_t from_be64(std::string_view s) {
   return v;
 }
 
-std::string spool_key(std::uint64_t seq) { return std::string(kSpoolPrefix) + be64(seq); }
+std::string spool_key(std::uint64_t seq) {
+  return std::string(kSpoolPrefix) + be64(seq);
+}
 
 std::string hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
@@ -71,8 +73,10 @@ std::optional<std::string> unhex(std::string_view text) {
     return std::nullopt;
   }
   auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
     return -1;
   };
   std::string out;
@@ -105,7 +109,8 @@ std::string nats_error(natsStatus s) {
     out += last;
   }
   for (auto& c : out) {
-    if (c == '"') c = '\'';
+    if (c == '"')
+      c = '\'';
   }
   return out;
 }
@@ -124,14 +129,19 @@ std::string rendezvous_owner(const std::vector<std::string>& workers, std::uint3
   return best;
 }
 
-void sleep_ms(std::uint32_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+void sleep_ms(std::uint32_t ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 
 }  // namespace
 
 std::optional<Role> parse_role(std::string_view text) noexcept {
-  if (text == "edge") return Role::kEdge;
-  if (text == "worker") return Role::kWorker;
-  if (text == "both") return Role::kBoth;
+  if (text == "edge")
+    return Role::kEdge;
+  if (text == "worker")
+    return Role::kWorker;
+  if (text == "both")
+    return Role::kBoth;
   return std::nullopt;
 }
 
@@ -140,8 +150,10 @@ std::vector<std::string> split_urls(std::string_view text) {
   while (!text.empty()) {
     auto comma = text.find(',');
     std::string_view part = text.substr(0, comma);
-    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
-    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    while (!part.empty() && part.front() == ' ')
+      part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ')
+      part.remove_suffix(1);
     if (!part.empty()) {
       out.emplace_back(part);
     }
@@ -171,7 +183,9 @@ std::optional<std::vector<bool>> held_shards(const store::Store& store) {
 class SpoolSink final : public ingest::ClickSink {
  public:
   SpoolSink(store::Store& store, std::uint64_t next_seq, std::function<void()> wake)
-      : store_(store), batch_(store.make_click_batch()), next_seq_(next_seq),
+      : store_(store),
+        batch_(store.make_click_batch()),
+        next_seq_(next_seq),
         wake_(std::move(wake)) {}
 
   ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
@@ -197,7 +211,9 @@ class SpoolSink final : public ingest::ClickSink {
   }
 
   ErrorCode sync() override { return store_.sync_wal(); }
+
   std::size_t last_write_bytes() const noexcept override { return last_bytes_; }
+
   std::uint64_t next_seq() const noexcept { return next_seq_.load(std::memory_order_acquire); }
 
  private:
@@ -236,11 +252,11 @@ struct Node::Impl {
 
   std::mutex wake_mutex;
   std::condition_variable wake_cv;
-  std::atomic<bool> stopping{false};      // threads finish their drain and exit
-  std::atomic<bool> draining{false};      // forwarder: exit once the spool is empty
+  std::atomic<bool> stopping{false};  // threads finish their drain and exit
+  std::atomic<bool> draining{false};  // forwarder: exit once the spool is empty
   std::atomic<bool> index_stop{false};
   std::atomic<bool> lease_stop{false};
-  std::atomic<bool> settled{false};       // every shard held here is ours and every one of ours held
+  std::atomic<bool> settled{false};  // every shard held here is ours and every one of ours held
 
   mutable std::mutex lease_mutex;
   std::vector<bool> held;
@@ -248,7 +264,7 @@ struct Node::Impl {
   std::vector<std::string> live_workers;
   log::RateLimitedWarn lease_warn{std::chrono::milliseconds(10'000)};
   log::RateLimitedWarn watch_warn{std::chrono::milliseconds(10'000)};
-  natsSubscription* worker_sub = nullptr;  // lease thread only
+  natsSubscription* worker_sub = nullptr;           // lease thread only
   std::map<std::string, std::int64_t> worker_seen;  // worker -> last heartbeat, server ms
 
   std::mutex meta_mutex;
@@ -265,7 +281,8 @@ struct Node::Impl {
     natsOptions* no = nullptr;
     natsOptions_Create(&no);
     std::vector<const char*> servers;
-    for (const auto& u : opt.urls) servers.push_back(u.c_str());
+    for (const auto& u : opt.urls)
+      servers.push_back(u.c_str());
     natsOptions_SetServers(no, servers.data(), static_cast<int>(servers.size()));
     natsOptions_SetMaxReconnect(no, -1);
     natsOptions_SetReconnectWait(no, 200);
@@ -289,19 +306,23 @@ struct Node::Impl {
     jsOptions lo;
     jsOptions_Init(&lo);
     lo.Wait = opt.lease_op_timeout_ms;
-    if (s == NATS_OK) s = natsConnection_JetStream(&lease_js, nc, &lo);
+    if (s == NATS_OK)
+      s = natsConnection_JetStream(&lease_js, nc, &lo);
     if (s != NATS_OK) {
       throw StartupError("cluster: cannot create the JetStream context: " + nats_error(s));
     }
     log->info("event=nats_connecting servers={} node={} role={}", opt.urls.size(), opt.node_id,
-              opt.role == Role::kEdge ? "edge" : opt.role == Role::kWorker ? "worker" : "both");
+              opt.role == Role::kEdge     ? "edge"
+              : opt.role == Role::kWorker ? "worker"
+                                          : "both");
   }
 
   // ttl_s: 0 for none. (libnats 3.4.1 takes kvConfig.TTL in nanoseconds, not as documented.)
-  bool bucket(kvStore** out, const char* name, std::int64_t ttl_s, int history,
-              jsCtx* ctx = nullptr) {
+  bool bucket(
+      kvStore** out, const char* name, std::int64_t ttl_s, int history, jsCtx* ctx = nullptr) {
     jsCtx* js = ctx != nullptr ? ctx : this->js;
-    if (*out != nullptr) return true;
+    if (*out != nullptr)
+      return true;
     kvConfig kc;
     kvConfig_Init(&kc);
     kc.Bucket = name;
@@ -310,9 +331,11 @@ struct Node::Impl {
     kc.Replicas = static_cast<int>(opt.replicas);
     kc.StorageType = js_FileStorage;
     natsStatus s = js_KeyValue(out, js, name);
-    if (s == NATS_OK) return true;
+    if (s == NATS_OK)
+      return true;
     s = js_CreateKeyValue(out, js, &kc);
-    if (s == NATS_OK) return true;
+    if (s == NATS_OK)
+      return true;
     std::string create_error = nats_error(s);
     s = js_KeyValue(out, js, name);  // created by another node meanwhile
     if (s != NATS_OK) {
@@ -326,10 +349,13 @@ struct Node::Impl {
   // Creates the click stream and the buckets if missing. Idempotent; retried by every thread
   // until it succeeds (JetStream API calls fail for a few seconds after a node dies).
   bool ensure_ready() {
-    if (ready.load(std::memory_order_acquire)) return true;
+    if (ready.load(std::memory_order_acquire))
+      return true;
     std::lock_guard lock(setup_mutex);
-    if (ready.load(std::memory_order_acquire)) return true;
-    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED) return false;
+    if (ready.load(std::memory_order_acquire))
+      return true;
+    if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED)
+      return false;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
@@ -348,7 +374,8 @@ struct Node::Impl {
         s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
       }
     }
-    if (si != nullptr) jsStreamInfo_Destroy(si);
+    if (si != nullptr)
+      jsStreamInfo_Destroy(si);
     if (s != NATS_OK) {
       log->warn("event=stream_unavailable stream={} error=\"{}\"", kClickStream, nats_error(s));
       return false;
@@ -363,9 +390,7 @@ struct Node::Impl {
     return true;
   }
 
-  void wake() {
-    wake_cv.notify_one();
-  }
+  void wake() { wake_cv.notify_one(); }
 
   // ---- forwarder ----------------------------------------------------------------------------
 
@@ -379,20 +404,23 @@ struct Node::Impl {
       std::uint64_t from = forwarded_seq.load() + 1;
       std::uint64_t end = sink->next_seq();
       if (from >= end) {
-        if (draining.load() || stopping.load()) return;
+        if (draining.load() || stopping.load())
+          return;
         std::unique_lock lock(wake_mutex);
         wake_cv.wait_for(lock, std::chrono::milliseconds(50));
         continue;
       }
       if (!ensure_ready()) {
-        if (stopping.load()) return;
+        if (stopping.load())
+          return;
         sleep_ms(opt.retry_ms);
         continue;
       }
       round.clear();
       for (std::uint64_t seq = from; seq < end && round.size() < opt.forward_batch; ++seq) {
         auto v = store.get_doc(spool_key(seq));
-        if (!v || !*v) break;
+        if (!v || !*v)
+          break;
         round.emplace_back(seq, std::move(**v));
       }
       if (round.empty()) {
@@ -404,7 +432,8 @@ struct Node::Impl {
       char id_text[kClickIdTextLength + 1] = {};
       for (const auto& [seq, value] : round) {
         auto id = ClickId::from_key(std::string_view(value).substr(0, kClickIdBytes));
-        if (!id) continue;  // a damaged entry: nothing to forward
+        if (!id)
+          continue;  // a damaged entry: nothing to forward
         id->to_text(id_text);
         std::string subject = "earnd.clicks." + std::to_string(id->shard());
         natsMsg* m = nullptr;
@@ -428,18 +457,21 @@ struct Node::Impl {
         }
         ok = false;
       }
-      if (publish_failures.load() != 0) ok = false;
+      if (publish_failures.load() != 0)
+        ok = false;
       if (!ok) {
         if (auto n = warn.hit()) {
           log->warn("event=forward_retry clicks={} spool={} occurrences={}", round.size(),
                     end - from, n);
         }
-        if (stopping.load()) return;
+        if (stopping.load())
+          return;
         sleep_ms(opt.retry_ms);
         continue;
       }
       store::Store::DocBatch done;
-      for (const auto& r : round) done.deletes.push_back(spool_key(r.first));
+      for (const auto& r : round)
+        done.deletes.push_back(spool_key(r.first));
       done.puts.emplace_back(std::string(kForwardCursorKey), be64(round.back().first));
       if (auto ec = store.write(done, false)) {
         log->error("event=forward_cursor_write_failed error=\"{}\"", ec.message());
@@ -470,8 +502,7 @@ struct Node::Impl {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_SubscribeSync(&sub, js, kClickSubjects, nullptr, &so, &jerr);
     if (s != NATS_OK) {
-      log->warn("event=click_consumer_failed from_seq={} error=\"{}\"", applied + 1,
-                nats_error(s));
+      log->warn("event=click_consumer_failed from_seq={} error=\"{}\"", applied + 1, nats_error(s));
       return nullptr;
     }
     log->info("event=click_consumer from_seq={}", applied + 1);
@@ -499,7 +530,8 @@ struct Node::Impl {
       for (; seen < opt.index_batch; ++seen) {
         natsMsg* m = nullptr;
         natsStatus s = natsSubscription_NextMsg(&m, sub, seen == 0 ? 200 : 2);
-        if (s == NATS_TIMEOUT) break;
+        if (s == NATS_TIMEOUT)
+          break;
         if (s != NATS_OK) {
           log->warn("event=click_consumer_error error=\"{}\"", nats_error(s));
           failed = true;
@@ -515,17 +547,20 @@ struct Node::Impl {
           natsMsg_Destroy(m);
           continue;  // replayed after a consumer reset
         }
-        std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+        std::string_view data(natsMsg_GetData(m),
+                              static_cast<std::size_t>(natsMsg_GetDataLength(m)));
         auto id = ClickId::from_key(data.substr(0, std::min(data.size(), kClickIdBytes)));
         if (id && data.size() > kClickIdBytes) {
           auto rec = decode_click(*id, data.substr(kClickIdBytes));
           auto have = store.get_click(*id);
           if (rec && have && !*have) {
             batch.add(*rec);
-            if (first_ts == 0) first_ts = rec->ts_ms;
+            if (first_ts == 0)
+              first_ts = rec->ts_ms;
           }
         }
-        if (seq != 0) last_seq = seq;
+        if (seq != 0)
+          last_seq = seq;
         natsMsg_Destroy(m);
       }
       if (last_seq != applied_seq.load()) {
@@ -555,14 +590,17 @@ struct Node::Impl {
         sleep_ms(opt.retry_ms);
       }
     }
-    if (sub != nullptr) natsSubscription_Destroy(sub);
+    if (sub != nullptr)
+      natsSubscription_Destroy(sub);
   }
 
   std::optional<std::uint64_t> stream_last_seq() {
-    if (!ready.load()) return std::nullopt;
+    if (!ready.load())
+      return std::nullopt;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr) != NATS_OK) return std::nullopt;
+    if (js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr) != NATS_OK)
+      return std::nullopt;
     std::uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     return last;
@@ -574,7 +612,8 @@ struct Node::Impl {
     std::string bits;
     {
       std::lock_guard lock(lease_mutex);
-      for (bool b : held) bits.push_back(b ? '1' : '0');
+      for (bool b : held)
+        bits.push_back(b ? '1' : '0');
     }
     if (auto ec = store.put_meta(kHeldKey, bits)) {
       log->error("event=held_shards_write_failed error=\"{}\"", ec.message());
@@ -609,7 +648,8 @@ struct Node::Impl {
     for (int i = 0; i < 10'000; ++i) {
       natsMsg* m = nullptr;
       natsStatus s = natsSubscription_NextMsg(&m, worker_sub, 1);
-      if (s == NATS_TIMEOUT) break;
+      if (s == NATS_TIMEOUT)
+        break;
       if (s != NATS_OK) {
         natsSubscription_Destroy(worker_sub);
         worker_sub = nullptr;
@@ -638,7 +678,8 @@ struct Node::Impl {
     std::int64_t now = static_cast<std::int64_t>(now_ms());
     std::vector<std::string> out;
     for (const auto& [w, ts] : worker_seen) {
-      if (now - ts < std::int64_t{opt.lease_ttl_s} * 1000) out.push_back(w);
+      if (now - ts < std::int64_t{opt.lease_ttl_s} * 1000)
+        out.push_back(w);
     }
     return out;
   }
@@ -654,8 +695,10 @@ struct Node::Impl {
       return;
     }
     auto live = workers();
-    if (!live) return;
-    if (std::find(live->begin(), live->end(), me) == live->end()) live->push_back(me);
+    if (!live)
+      return;
+    if (std::find(live->begin(), live->end(), me) == live->end())
+      live->push_back(me);
     bool changed = false;
     bool healthy = true;
     for (std::uint32_t shard = 0; shard < opt.shard_count; ++shard) {
@@ -680,7 +723,8 @@ struct Node::Impl {
         log->info("event=shard_released shard={} to={}", shard, rendezvous_owner(*live, shard));
         continue;
       }
-      if (!mine) continue;
+      if (!mine)
+        continue;
       std::uint64_t new_rev = 0;
       if (have) {
         natsStatus s = kvStore_UpdateString(&new_rev, lease_kv, key.c_str(), me.c_str(), rev);
@@ -715,7 +759,8 @@ struct Node::Impl {
       if (s != NATS_OK) {
         kvEntry* e = nullptr;
         natsStatus g = kvStore_Get(&e, lease_kv, key.c_str());
-        if (g == NATS_NOT_FOUND) continue;  // just deleted: the next tick creates it
+        if (g == NATS_NOT_FOUND)
+          continue;  // just deleted: the next tick creates it
         if (g != NATS_OK) {
           healthy = false;  // the bucket does not answer: try again next tick
           break;
@@ -740,12 +785,14 @@ struct Node::Impl {
       std::lock_guard lock(lease_mutex);
       if (live_workers != *live) {
         std::string names;
-        for (const auto& w : *live) names += (names.empty() ? "" : ",") + w;
+        for (const auto& w : *live)
+          names += (names.empty() ? "" : ",") + w;
         log->info("event=workers_changed workers={} count={}", names, live->size());
       }
       live_workers = *live;
     }
-    if (changed) save_held();
+    if (changed)
+      save_held();
     bool done = healthy;
     {
       std::lock_guard lock(lease_mutex);
@@ -759,28 +806,33 @@ struct Node::Impl {
   void run_leases() {
     save_held();  // present (maybe empty) from the first start: exports filter by it
     while (!lease_stop.load()) {
-      if (ensure_ready()) lease_tick();
+      if (ensure_ready())
+        lease_tick();
       // While shards are in flight between workers, tick faster.
       std::uint32_t wait = settled.load() ? opt.lease_renew_ms : opt.lease_renew_ms / 4;
       std::unique_lock lock(wake_mutex);
       wake_cv.wait_for(lock, std::chrono::milliseconds(wait), [&] { return lease_stop.load(); });
     }
-    if (worker_sub != nullptr) natsSubscription_Destroy(worker_sub);
+    if (worker_sub != nullptr)
+      natsSubscription_Destroy(worker_sub);
     worker_sub = nullptr;
   }
 
   void release_all() {
-    if (!ready.load()) return;
+    if (!ready.load())
+      return;
     std::vector<std::uint32_t> shards;
     {
       std::lock_guard lock(lease_mutex);
       for (std::uint32_t i = 0; i < held.size(); ++i) {
-        if (held[i]) shards.push_back(i);
+        if (held[i])
+          shards.push_back(i);
         held[i] = false;
       }
     }
     save_held();
-    for (auto shard : shards) kvStore_Delete(lease_kv, ("s." + std::to_string(shard)).c_str());
+    for (auto shard : shards)
+      kvStore_Delete(lease_kv, ("s." + std::to_string(shard)).c_str());
     kvStore_Delete(lease_kv, ("w." + opt.node_id).c_str());
     log->info("event=leases_released shards={}", shards.size());
   }
@@ -822,7 +874,8 @@ struct Node::Impl {
     }
     if (!todo.empty()) {
       std::lock_guard lock(meta_mutex);
-      for (auto& [k, v] : todo) meta_pending.try_emplace(k, std::move(v));  // newer ones win
+      for (auto& [k, v] : todo)
+        meta_pending.try_emplace(k, std::move(v));  // newer ones win
     }
   }
 
@@ -845,7 +898,8 @@ struct Node::Impl {
       for (std::size_t i = 0; i < 4096; ++i) {
         natsMsg* m = nullptr;
         natsStatus s = natsSubscription_NextMsg(&m, sub, i == 0 ? 20 : 1);
-        if (s == NATS_TIMEOUT) break;
+        if (s == NATS_TIMEOUT)
+          break;
         if (s != NATS_OK) {
           failed = true;
           break;
@@ -866,7 +920,8 @@ struct Node::Impl {
       if (!kv.empty()) {
         std::size_t n = catalog->apply_replicated(kv);
         meta_applied.fetch_add(n);
-        if (n > 0) log->debug("event=meta_applied records={}", n);
+        if (n > 0)
+          log->debug("event=meta_applied records={}", n);
       }
       if (failed) {
         natsSubscription_Destroy(sub);
@@ -875,7 +930,8 @@ struct Node::Impl {
       }
     }
     push_meta();
-    if (sub != nullptr) natsSubscription_Destroy(sub);
+    if (sub != nullptr)
+      natsSubscription_Destroy(sub);
   }
 };
 
@@ -894,25 +950,28 @@ Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metric
     }
   }
   std::uint64_t fwd = 0;
-  if (auto v = store.get_doc(kForwardCursorKey); v && *v) fwd = from_be64(**v);
+  if (auto v = store.get_doc(kForwardCursorKey); v && *v)
+    fwd = from_be64(**v);
   std::uint64_t next = fwd + 1;
   while (true) {
     auto v = store.get_doc(spool_key(next));
-    if (!v || !*v) break;
+    if (!v || !*v)
+      break;
     ++next;
   }
   i.forwarded_seq = fwd;
-  if (auto v = store.get_doc(kAppliedKey); v && *v) i.applied_seq = from_be64(**v);
-  if (auto h = held_shards(store); h && h->size() == i.opt.shard_count) i.held = *h;
+  if (auto v = store.get_doc(kAppliedKey); v && *v)
+    i.applied_seq = from_be64(**v);
+  if (auto h = held_shards(store); h && h->size() == i.opt.shard_count)
+    i.held = *h;
   i.sink = std::make_unique<SpoolSink>(store, next, [p = &i] { p->wake(); });
-  i.log->info("event=cluster_node node={} spool={} applied_seq={}", i.opt.node_id,
-              next - 1 - fwd, i.applied_seq.load());
+  i.log->info("event=cluster_node node={} spool={} applied_seq={}", i.opt.node_id, next - 1 - fwd,
+              i.applied_seq.load());
 
   auto& m = metrics;
-  m.add_gauge("earnd_cluster_spool_clicks", "Clicks stored here, not yet in the stream.",
-              [p = &i] {
-                return static_cast<double>(p->sink->next_seq() - 1 - p->forwarded_seq.load());
-              });
+  m.add_gauge("earnd_cluster_spool_clicks", "Clicks stored here, not yet in the stream.", [p = &i] {
+    return static_cast<double>(p->sink->next_seq() - 1 - p->forwarded_seq.load());
+  });
   m.add_gauge("earnd_cluster_forward_lag_seconds", "Age of the oldest unforwarded click.",
               [this] { return status().forward_lag_s; });
   m.add_gauge("earnd_cluster_forwarded_total", "Clicks acknowledged by the stream since start.",
@@ -923,11 +982,10 @@ Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metric
               [p = &i] { return static_cast<double>(p->indexed_total.load()); });
   m.add_gauge("earnd_cluster_index_lag_seconds", "Click to index time of the last indexed batch.",
               [p = &i] { return static_cast<double>(p->index_lag_ms.load()) / 1000.0; });
-  m.add_gauge("earnd_cluster_shards_held", "Click shards this worker holds a lease on.",
-              [p = &i] {
-                std::lock_guard lock(p->lease_mutex);
-                return static_cast<double>(std::count(p->held.begin(), p->held.end(), true));
-              });
+  m.add_gauge("earnd_cluster_shards_held", "Click shards this worker holds a lease on.", [p = &i] {
+    std::lock_guard lock(p->lease_mutex);
+    return static_cast<double>(std::count(p->held.begin(), p->held.end(), true));
+  });
   m.add_gauge("earnd_cluster_connected", "1 while connected to a NATS server.", [p = &i] {
     return p->nc != nullptr && natsConnection_Status(p->nc) == NATS_CONN_STATUS_CONNECTED ? 1.0
                                                                                           : 0.0;
@@ -937,11 +995,16 @@ Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metric
 Node::~Node() {
   stop();
   Impl& i = *impl_;
-  if (i.meta_kv) kvStore_Destroy(i.meta_kv);
-  if (i.outcome_kv) kvStore_Destroy(i.outcome_kv);
-  if (i.lease_kv) kvStore_Destroy(i.lease_kv);
-  if (i.js) jsCtx_Destroy(i.js);
-  if (i.lease_js) jsCtx_Destroy(i.lease_js);
+  if (i.meta_kv)
+    kvStore_Destroy(i.meta_kv);
+  if (i.outcome_kv)
+    kvStore_Destroy(i.outcome_kv);
+  if (i.lease_kv)
+    kvStore_Destroy(i.lease_kv);
+  if (i.js)
+    jsCtx_Destroy(i.js);
+  if (i.lease_js)
+    jsCtx_Destroy(i.lease_js);
   if (i.nc) {
     natsConnection_Close(i.nc);
     natsConnection_Destroy(i.nc);
@@ -962,8 +1025,10 @@ void Node::start(links::Catalog& catalog) {
 
 void Node::stop(bool release_leases) {
   Impl& i = *impl_;
-  if (!i.forwarder.joinable() && !i.indexer.joinable()) return;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(i.opt.drain_timeout_ms);
+  if (!i.forwarder.joinable() && !i.indexer.joinable())
+    return;
+  auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(i.opt.drain_timeout_ms);
   // 1. Spool to stream: the forwarder exits once the spool is empty (or at the deadline).
   i.draining = true;
   i.wake();
@@ -974,7 +1039,8 @@ void Node::stop(bool release_leases) {
   std::uint64_t left = i.sink->next_seq() - 1 - i.forwarded_seq.load();
   i.stopping = true;
   i.wake_cv.notify_all();
-  if (i.forwarder.joinable()) i.forwarder.join();
+  if (i.forwarder.joinable())
+    i.forwarder.join();
   // 2. Index up to the stream's last sequence, so the held shards are complete here.
   std::optional<std::uint64_t> last;
   while (!(last = i.stream_last_seq()) && std::chrono::steady_clock::now() < deadline) {
@@ -984,7 +1050,8 @@ void Node::stop(bool release_leases) {
     sleep_ms(10);
   }
   i.index_stop = true;
-  if (i.indexer.joinable()) i.indexer.join();
+  if (i.indexer.joinable())
+    i.indexer.join();
   // 3. Shard handover in flight: finish it, so the held sets of the workers cover every shard.
   while (i.leases.joinable() && !i.settled.load() && std::chrono::steady_clock::now() < deadline) {
     sleep_ms(10);
@@ -992,48 +1059,59 @@ void Node::stop(bool release_leases) {
   bool settled = i.settled.load();
   i.lease_stop = true;
   i.wake_cv.notify_all();
-  if (i.leases.joinable()) i.leases.join();
-  if (i.meta.joinable()) i.meta.join();
-  if (release_leases) i.release_all();
+  if (i.leases.joinable())
+    i.leases.join();
+  if (i.meta.joinable())
+    i.meta.join();
+  if (release_leases)
+    i.release_all();
   i.log->info("event=cluster_stopped spool_left={} applied_seq={} stream_last_seq={} settled={}",
               left, i.applied_seq.load(), last ? std::to_string(*last) : std::string("unknown"),
               settled);
 }
 
-ingest::ClickSink& Node::sink() { return *impl_->sink; }
+ingest::ClickSink& Node::sink() {
+  return *impl_->sink;
+}
 
 void Node::on_meta_written(const std::vector<std::pair<std::string, std::string>>& kv) {
   {
     std::lock_guard lock(impl_->meta_mutex);
-    for (const auto& [k, v] : kv) impl_->meta_pending[k] = v;
+    for (const auto& [k, v] : kv)
+      impl_->meta_pending[k] = v;
   }
 }
 
 bool Node::await_click(const ClickId& id) {
   Impl& i = *impl_;
   std::uint64_t now = now_ms();
-  if (id.ts_ms() + i.opt.click_wait_age_ms < now) return false;
+  if (id.ts_ms() + i.opt.click_wait_age_ms < now)
+    return false;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(i.opt.click_wait_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     auto c = i.store.get_click(id);
-    if (c && *c) return true;
+    if (c && *c)
+      return true;
     sleep_ms(5);
   }
   return false;
 }
 
-std::optional<std::string> Node::claim(std::string_view program, std::string_view event_id,
+std::optional<std::string> Node::claim(std::string_view program,
+                                       std::string_view event_id,
                                        std::string_view body) {
   Impl& i = *impl_;
-  if (!i.ensure_ready()) return std::nullopt;
+  if (!i.ensure_ready())
+    return std::nullopt;
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(event_id.data()), event_id.size(), digest);
-  std::string key = std::string(program) + "." +
-                    hex(std::string_view(reinterpret_cast<const char*>(digest), 16));
+  std::string key =
+      std::string(program) + "." + hex(std::string_view(reinterpret_cast<const char*>(digest), 16));
   uint64_t rev = 0;
-  natsStatus s = kvStore_Create(&rev, i.outcome_kv, key.c_str(), body.data(),
-                                static_cast<int>(body.size()));
-  if (s == NATS_OK) return std::string();
+  natsStatus s =
+      kvStore_Create(&rev, i.outcome_kv, key.c_str(), body.data(), static_cast<int>(body.size()));
+  if (s == NATS_OK)
+    return std::string();
   kvEntry* e = nullptr;
   if (kvStore_Get(&e, i.outcome_kv, key.c_str()) != NATS_OK) {
     i.log->warn("event=outcome_claim_failed program={} error=\"{}\"", program, nats_error(s));
@@ -1067,7 +1145,8 @@ Status Node::status() const {
   st.index_lag_ms_last = i.index_lag_ms.load();
   std::lock_guard lock(i.lease_mutex);
   for (std::uint32_t s = 0; s < i.held.size(); ++s) {
-    if (i.held[s]) st.held_shards.push_back(s);
+    if (i.held[s])
+      st.held_shards.push_back(s);
   }
   st.live_workers = i.live_workers;
   return st;

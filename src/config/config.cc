@@ -95,8 +95,8 @@ Durability parse_durability(const std::string& s) {
 
 void read_tables(const toml::table& root, Config& c) {
   for (const auto& [key, value] : root) {
-    static const std::set<std::string> kTables = {"server", "redirect", "storage", "clicks",
-                                                  "webhooks", "web", "log"};
+    static const std::set<std::string> kTables = {"server",   "redirect", "storage", "clicks",
+                                                  "webhooks", "web",      "log"};
     if (kTables.count(std::string(key.str())) == 0) {
       throw ConfigError("config: unknown table [" + std::string(key.str()) + "]");
     }

@@ -74,9 +74,8 @@ bool is_conversion_target(std::string_view target) noexcept {
   return path == "/v1/conversions" || path == "/postback";
 }
 
-std::variant<Reply, attribution::ConversionRequest> read_conversion(const RedirectEnv& env,
-                                                                    const Request& req,
-                                                                    const boost::asio::ip::address& peer) {
+std::variant<Reply, attribution::ConversionRequest> read_conversion(
+    const RedirectEnv& env, const Request& req, const boost::asio::ip::address& peer) {
   std::string_view target = req.target();
   if (target.starts_with("/postback")) {
     if (req.method() != bhttp::verb::get) {
@@ -177,7 +176,9 @@ std::pair<unsigned, std::string> ConversionQueue::run(
   return result.get();
 }
 
-ConversionQueue::~ConversionQueue() { stop(); }
+ConversionQueue::~ConversionQueue() {
+  stop();
+}
 
 void ConversionQueue::submit(attribution::ConversionRequest request, Done done) {
   boost::asio::post(ioc_, [this, r = std::move(request), d = std::move(done)]() mutable {

@@ -26,9 +26,8 @@ bool is_conversion_target(std::string_view target) noexcept;
 // Authenticates (program key, postback key or publishable key) and parses the request into a
 // ConversionRequest, or returns the error reply to send. Runs on the I/O thread; the key checks
 // take the catalog's admin mutex briefly, never the redirect path's.
-std::variant<Reply, attribution::ConversionRequest> read_conversion(const RedirectEnv& env,
-                                                                    const Request& req,
-                                                                    const boost::asio::ip::address& peer);
+std::variant<Reply, attribution::ConversionRequest> read_conversion(
+    const RedirectEnv& env, const Request& req, const boost::asio::ip::address& peer);
 
 // The conversion routes' rate limits: per client address (checked before the key, so it also
 // slows down key guessing) and per program.
@@ -75,6 +74,7 @@ class ConversionQueue {
     attribution::ConversionRequest request;
     Done done;
   };
+
   void flush();
   void schedule_approvals();
 

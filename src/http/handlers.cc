@@ -7,17 +7,17 @@
 #include <boost/url/url_view.hpp>
 
 #include "conversion_routes.h"
-#include "web_routes.h"
 #include "earnd/attribution/conversions.h"
-#include "earnd/rewards/ledger.h"
-#include "earnd/webhooks/outbox.h"
-#include "earnd/common/secrets.h"
 #include "earnd/common/click.h"
+#include "earnd/common/secrets.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/links/catalog.h"
 #include "earnd/metrics/metrics.h"
 #include "earnd/reports/reports.h"
+#include "earnd/rewards/ledger.h"
 #include "earnd/store/store.h"
+#include "earnd/webhooks/outbox.h"
+#include "web_routes.h"
 
 namespace json = boost::json;
 namespace beast_http = boost::beast::http;
@@ -25,7 +25,9 @@ namespace beast_http = boost::beast::http;
 namespace earnd::http {
 namespace {
 
-Reply from_admin(const links::AdminReply& r) { return {r.status, "application/json", json::serialize(r.body), {}}; }
+Reply from_admin(const links::AdminReply& r) {
+  return {r.status, "application/json", json::serialize(r.body), {}};
+}
 
 // Parses a JSON request body; a 400 reply when it is not JSON.
 std::optional<json::value> parse_body(const Request& req, Reply& error) {
@@ -117,8 +119,11 @@ Reply from_pair(std::pair<unsigned, std::string> r) {
 }
 
 // Ledger, payouts and webhook deliveries.
-std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Request& req,
-                                 const boost::urls::url_view& u, const std::vector<std::string>& seg) {
+std::optional<Reply> route_money(Services& s,
+                                 ConversionQueue& serial,
+                                 const Request& req,
+                                 const boost::urls::url_view& u,
+                                 const std::vector<std::string>& seg) {
   using V = beast_http::verb;
   auto verb = req.method();
   if (seg.size() == 4 && seg[1] == "referrers" && seg[3] == "ledger" && verb == V::get) {
@@ -140,8 +145,10 @@ std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Req
     return from_pair(serial.run([&] { return s.conversions.create_payouts(program); }));
   }
   if (seg.size() == 2 && seg[1] == "payouts" && verb == V::get) {
-    return Reply{200, "application/json",
-                 json::serialize(s.ledger.list_payouts(param(u, "program"), param(u, "status"))), {}};
+    return Reply{200,
+                 "application/json",
+                 json::serialize(s.ledger.list_payouts(param(u, "program"), param(u, "status"))),
+                 {}};
   }
   if (seg.size() == 3 && seg[1] == "payouts" && seg[2] == "due" && verb == V::get) {
     std::string program = param(u, "program");
@@ -181,7 +188,9 @@ std::optional<Reply> route_money(Services& s, ConversionQueue& serial, const Req
   return std::nullopt;
 }
 
-Reply route_admin(Services& s, ConversionQueue& serial, const Request& req,
+Reply route_admin(Services& s,
+                  ConversionQueue& serial,
+                  const Request& req,
                   const boost::urls::url_view& u) {
   std::vector<std::string> seg;
   for (auto p : u.segments()) {

@@ -40,12 +40,14 @@ Reply see_other(std::string location) {
 }
 
 Reply page(unsigned status, std::string_view title, std::string_view body_html) {
-  std::string html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
-                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                     "<title>";
+  std::string html =
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+      "<title>";
   html += html_escape(title);
-  html += "</title>\n<link rel=\"stylesheet\" href=\"/portal/lib/style.css\">\n</head>\n"
-          "<body><main class=\"narrow\">\n";
+  html +=
+      "</title>\n<link rel=\"stylesheet\" href=\"/portal/lib/style.css\">\n</head>\n"
+      "<body><main class=\"narrow\">\n";
   html += body_html;
   html += "\n</main></body></html>\n";
   return secured({status, "text/html; charset=utf-8", std::move(html), {}});
@@ -76,8 +78,7 @@ Reply signin_form(Services& s, const Request& req, std::string_view token) {
       "<p>Press Continue to sign in. The link works once.</p>\n"
       "<form method=\"post\" action=\"/portal/signin\">"
       "<input type=\"hidden\" name=\"token\" value=\"" +
-      html_escape(token) +
-      "\"><button type=\"submit\" id=\"continue\">Continue</button></form>";
+      html_escape(token) + "\"><button type=\"submit\" id=\"continue\">Continue</button></form>";
   return page(200, "Sign in", body);
 }
 

@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "conversion_routes.h"
 #include "earnd/common/click_id.h"
 #include "earnd/common/hash.h"
 #include "earnd/ingest/bot_classifier.h"
@@ -19,7 +20,6 @@
 #include "earnd/links/catalog.h"
 #include "earnd/log/log.h"
 #include "earnd/metrics/metrics.h"
-#include "conversion_routes.h"
 #include "handlers.h"
 #include "redirect.h"
 
@@ -164,8 +164,8 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     parser_->header_limit(cfg().max_header_bytes);
     parser_->body_limit(cfg().max_body_bytes);
     bool idle = buffer_.size() == 0 && requests_ > 0;
-    stream_.expires_after(std::chrono::milliseconds(idle ? cfg().idle_timeout_ms
-                                                         : cfg().read_timeout_ms));
+    stream_.expires_after(
+        std::chrono::milliseconds(idle ? cfg().idle_timeout_ms : cfg().read_timeout_ms));
     reading_ = true;
     header_bytes_ = 0;
     read_header_part(idle);
@@ -209,10 +209,9 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     if (parser_->is_done()) {
       return on_read({});
     }
-    bhttp::async_read(stream_, buffer_, *parser_,
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        self->on_read(ec);
-                      });
+    bhttp::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -233,8 +232,9 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
       return start_conversion(req);
     }
     auto route = worker_.kind == Kind::kAdmin ? metrics::Route::kAdmin : metrics::Route::kOther;
-    Reply r = worker_.kind == Kind::kAdmin ? handle_admin(shared_.services, *shared_.conversions, req)
-                                           : handle_public(shared_.services, req);
+    Reply r = worker_.kind == Kind::kAdmin
+                  ? handle_admin(shared_.services, *shared_.conversions, req)
+                  : handle_public(shared_.services, req);
     head_only_ = req.method() == bhttp::verb::head;
     count(route, r.status);
     write_reply(r);
@@ -268,10 +268,10 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     RedirectInput in{
         .request = req,
         .peer = peer_,
-        .now_ms = static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(
-                std::chrono::system_clock::now().time_since_epoch())
-                .count()),
+        .now_ms =
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           std::chrono::system_clock::now().time_since_epoch())
+                                           .count()),
     };
     head_only_ = req.method() == bhttp::verb::head;
     RedirectEnv env{shared_.services, shared_.hasher, shared_.proxies};
@@ -347,10 +347,9 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
 
   void write_out() {
     stream_.expires_after(std::chrono::milliseconds(cfg().write_timeout_ms));
-    asio::async_write(stream_, asio::buffer(out_),
-                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                        self->on_write(ec);
-                      });
+    asio::async_write(
+        stream_, asio::buffer(out_),
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
@@ -403,9 +402,8 @@ void accept_loop(Worker& w, Shared& shared) {
     // stays reachable through them, so an operator can still read /metrics and act, and its
     // connections never take a public client's place.
     // LIMIT: admin connections have no cap of their own; the listener is on loopback by default.
-    bool over_cap =
-        is_public && shared.public_open.fetch_add(1, std::memory_order_relaxed) + 1 >
-                         shared.services.config.server.max_connections;
+    bool over_cap = is_public && shared.public_open.fetch_add(1, std::memory_order_relaxed) + 1 >
+                                     shared.services.config.server.max_connections;
     if (over_cap || shared.draining.load(std::memory_order_relaxed)) {
       shared.open.fetch_sub(1, std::memory_order_relaxed);
       if (is_public) {
@@ -522,9 +520,13 @@ Server::~Server() {
   impl_->conversions->stop();
 }
 
-std::string Server::public_address() const { return format_endpoint(impl_->public_ep); }
+std::string Server::public_address() const {
+  return format_endpoint(impl_->public_ep);
+}
 
-std::string Server::admin_address() const { return format_endpoint(impl_->admin_ep); }
+std::string Server::admin_address() const {
+  return format_endpoint(impl_->admin_ep);
+}
 
 void Server::shutdown() {
   auto& shared = impl_->shared;

@@ -3,8 +3,8 @@
 // and payouts, each paged on the server.
 
 #include <algorithm>
-#include <charconv>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 
 #include <boost/json.hpp>
@@ -46,12 +46,14 @@ Reply see_other(std::string location) {
 }
 
 Reply html_page(unsigned status, std::string_view title, std::string_view body_html) {
-  std::string page = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                     "<title>";
+  std::string page =
+      "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+      "<title>";
   page += html_escape(title);
-  page += "</title><link rel=\"stylesheet\" href=\"/admin/lib/style.css\"></head>"
-          "<body><main class=\"narrow\">";
+  page +=
+      "</title><link rel=\"stylesheet\" href=\"/admin/lib/style.css\"></head>"
+      "<body><main class=\"narrow\">";
   page += body_html;
   page += "</main></body></html>\n";
   return secured({status, "text/html; charset=utf-8", std::move(page), {}});
@@ -150,7 +152,8 @@ bool matches(const json::object& row, const std::string& needle) {
   }
   for (const char* k : {"name", "external_id", "code", "referrer_id"}) {
     const json::value* v = row.if_contains(k);
-    if (v != nullptr && v->is_string() && lower(v->get_string()).find(needle) != std::string::npos) {
+    if (v != nullptr && v->is_string() &&
+        lower(v->get_string()).find(needle) != std::string::npos) {
       return true;
     }
   }
@@ -158,8 +161,8 @@ bool matches(const json::object& row, const std::string& needle) {
 }
 
 constexpr const char* kTextSorts[] = {"name", "code", "external_id", "referrer_id"};
-constexpr const char* kNumberSorts[] = {"clicks", "unique_clicks", "bot_clicks",
-                                        "signups", "sales", "revenue_minor",
+constexpr const char* kNumberSorts[] = {"clicks",        "unique_clicks",  "bot_clicks",
+                                        "signups",       "sales",          "revenue_minor",
                                         "rewards_minor", "conversion_rate"};
 
 double number(const json::object& row, std::string_view key) {
@@ -178,9 +181,8 @@ bool sort_rows(json::array& rows, std::string sort) {
   std::string key = desc ? sort.substr(1) : sort;
   bool is_text = std::find_if(std::begin(kTextSorts), std::end(kTextSorts),
                               [&](const char* k) { return key == k; }) != std::end(kTextSorts);
-  bool is_number =
-      std::find_if(std::begin(kNumberSorts), std::end(kNumberSorts),
-                   [&](const char* k) { return key == k; }) != std::end(kNumberSorts);
+  bool is_number = std::find_if(std::begin(kNumberSorts), std::end(kNumberSorts),
+                                [&](const char* k) { return key == k; }) != std::end(kNumberSorts);
   if (!is_text && !is_number) {
     return false;
   }
@@ -239,8 +241,8 @@ Reply list_referrers(Services& s, const boost::urls::url_view& u) {
   if (!program) {
     return err;
   }
-  reports::ReportQuery q{.program = *program, .from = query_param(u, "from"),
-                         .to = query_param(u, "to")};
+  reports::ReportQuery q{
+      .program = *program, .from = query_param(u, "from"), .to = query_param(u, "to")};
   if (auto tz = query_param(u, "tz"); !tz.empty()) {
     q.tz = tz;
   }
@@ -280,8 +282,10 @@ Reply list_referrers(Services& s, const boost::urls::url_view& u) {
   return json_reply(200, out);
 }
 
-std::optional<std::uint64_t> boundary(const boost::urls::url_view& u, const char* name,
-                                      bool is_to, Reply& err) {
+std::optional<std::uint64_t> boundary(const boost::urls::url_view& u,
+                                      const char* name,
+                                      bool is_to,
+                                      Reply& err) {
   std::string t = query_param(u, name);
   if (t.empty()) {
     return is_to ? UINT64_MAX : 0;
@@ -289,8 +293,9 @@ std::optional<std::uint64_t> boundary(const boost::urls::url_view& u, const char
   std::string tz = query_param(u, "tz");
   auto ms = reports::parse_boundary(t, tz.empty() ? "UTC" : tz, is_to);
   if (!ms) {
-    err = error(400, "invalid_time", "from and to must be dates (2026-12-01) or RFC 3339 times, "
-                                     "and tz an IANA time zone");
+    err = error(400, "invalid_time",
+                "from and to must be dates (2026-12-01) or RFC 3339 times, "
+                "and tz an IANA time zone");
   }
   return ms;
 }
@@ -349,9 +354,10 @@ Reply portal_link_route(Services& s, std::string_view referrer_id) {
   if (!token) {
     return error(503, "storage", "the link could not be stored");
   }
-  return json_reply(201, json::object{{"url", s.catalog.public_base_url() + "/portal/signin/" + *token},
-                                      {"expires_at", format_rfc3339(expires)},
-                                      {"referrer_id", referrer_id}});
+  return json_reply(201,
+                    json::object{{"url", s.catalog.public_base_url() + "/portal/signin/" + *token},
+                                 {"expires_at", format_rfc3339(expires)},
+                                 {"referrer_id", referrer_id}});
 }
 
 }  // namespace
@@ -411,10 +417,8 @@ json::object page_of(json::array rows, const Paging& p) {
   for (std::size_t i = first; i < last; ++i) {
     out.push_back(std::move(rows[i]));
   }
-  return json::object{{"rows", std::move(out)},
-                      {"total", total},
-                      {"page", p.page},
-                      {"per_page", p.per_page}};
+  return json::object{
+      {"rows", std::move(out)}, {"total", total}, {"page", p.page}, {"per_page", p.per_page}};
 }
 
 std::string mask_customer(std::string_view id) {
@@ -444,8 +448,8 @@ json::object list_conversions(Services& s,
     }
     json::object& d = v.as_object();
     std::uint64_t at = parse_rfc3339_ms(text(d, "occurred_at")).value_or(0);
-    bool attributed = d.contains("attributed") && d["attributed"].is_bool() &&
-                      d["attributed"].get_bool();
+    bool attributed =
+        d.contains("attributed") && d["attributed"].is_bool() && d["attributed"].get_bool();
     if ((!f.type.empty() && text(d, "type") != f.type) ||
         (!f.attributed.empty() && (f.attributed == "true") != attributed) ||
         (!f.referrer_id.empty() && text(d, "referrer_id") != f.referrer_id) || at < f.from_ms ||
@@ -453,10 +457,9 @@ json::object list_conversions(Services& s,
       return true;
     }
     json::object row;
-    for (const char* k : {"event_id", "program", "type", "attributed", "referrer_id",
-                          "link_code", "click_id", "match", "self_referral", "customer_id",
-                          "amount_minor", "currency", "occurred_at", "refund_of",
-                          "refunded_minor"}) {
+    for (const char* k : {"event_id", "program", "type", "attributed", "referrer_id", "link_code",
+                          "click_id", "match", "self_referral", "customer_id", "amount_minor",
+                          "currency", "occurred_at", "refund_of", "refunded_minor"}) {
       if (auto it = d.find(k); it != d.end()) {
         row[k] = it->value();
       }

@@ -13,6 +13,7 @@ struct EmbeddedFile {
   const char* begin;
   const char* end;
 };
+
 extern const EmbeddedFile kEmbeddedFiles[];
 extern const std::size_t kEmbeddedFileCount;
 

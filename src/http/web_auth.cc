@@ -18,7 +18,9 @@ namespace {
 // 43 characters of [a-z0-9]: about 222 random bits.
 constexpr std::size_t kTokenChars = 43;
 
-std::string link_key(std::string_view token) { return "wl/" + sha256_hex(token); }
+std::string link_key(std::string_view token) {
+  return "wl/" + sha256_hex(token);
+}
 
 std::string session_key(SessionKind kind, std::string_view token) {
   return (kind == SessionKind::kPortal ? "wp/" : "wa/") + sha256_hex(token);
@@ -39,7 +41,7 @@ std::optional<json::object> read_doc(Services& s, const std::string& key) {
 
 std::uint64_t u64(const json::object& o, std::string_view key) {
   const json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_int64() ? static_cast<std::uint64_t>(v->get_int64())
+  return v != nullptr && v->is_int64()    ? static_cast<std::uint64_t>(v->get_int64())
          : v != nullptr && v->is_uint64() ? v->get_uint64()
                                           : 0;
 }
@@ -122,10 +124,10 @@ std::optional<std::string> create_portal_link(Services& s,
                                               std::uint64_t expires_ms) {
   std::string token = random_token("", kTokenChars);
   store::Store::DocBatch batch;
-  batch.puts.emplace_back(link_key(token),
-                          json::serialize(json::object{{"referrer_id", referrer_id},
-                                                       {"expires_ms", expires_ms},
-                                                       {"used_ms", 0}}));
+  batch.puts.emplace_back(
+      link_key(token),
+      json::serialize(
+          json::object{{"referrer_id", referrer_id}, {"expires_ms", expires_ms}, {"used_ms", 0}}));
   if (s.store.write(batch, sync_writes(s))) {
     return std::nullopt;
   }
@@ -170,7 +172,8 @@ ConsumeResult consume_portal_link(Services& s, std::string_view token, std::uint
 }
 
 std::optional<Session> create_admin_session(Services& s, std::uint64_t now_ms) {
-  Session session = new_session("", now_ms + std::uint64_t{s.config.web.admin_session_ttl_s} * 1000);
+  Session session =
+      new_session("", now_ms + std::uint64_t{s.config.web.admin_session_ttl_s} * 1000);
   store::Store::DocBatch batch;
   batch.puts.emplace_back(session_key(SessionKind::kAdmin, session.token), session_doc(session));
   if (s.store.write(batch, sync_writes(s))) {
@@ -292,12 +295,23 @@ std::string html_escape(std::string_view text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;

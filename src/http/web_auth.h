@@ -45,6 +45,7 @@ struct ConsumeResult {
   LinkState state = LinkState::kUnknown;
   std::optional<Session> session;
 };
+
 ConsumeResult consume_portal_link(Services& s, std::string_view token, std::uint64_t now_ms);
 
 // Opens a staff session (after the admin key was checked).

@@ -69,6 +69,7 @@ struct Paging {
   std::size_t page = 1;
   std::size_t per_page = 50;
 };
+
 std::optional<Paging> read_paging(const boost::urls::url_view& u,
                                   std::size_t default_per,
                                   std::size_t max_per,

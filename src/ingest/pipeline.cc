@@ -88,7 +88,10 @@ struct Pipeline::Writer {
 };
 
 Pipeline::Pipeline(PipelineOptions options, ClickSink& sink, metrics::Metrics& metrics, int lanes)
-    : options_(options), sink_(sink), metrics_(metrics), writer_(std::make_unique<Writer>(options)) {
+    : options_(options),
+      sink_(sink),
+      metrics_(metrics),
+      writer_(std::make_unique<Writer>(options)) {
   for (int i = 0; i < lanes; ++i) {
     lanes_.push_back(std::make_unique<Lane>(options.queue_capacity));
   }
@@ -96,13 +99,17 @@ Pipeline::Pipeline(PipelineOptions options, ClickSink& sink, metrics::Metrics& m
   writer_->waiters.reserve(options.max_batch);
 }
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+}
 
 void Pipeline::set_waker(int lane, std::function<void()> wake) {
   lanes_[lane]->wake = std::move(wake);
 }
 
-void Pipeline::start() { thread_ = std::thread([this] { run(); }); }
+void Pipeline::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void Pipeline::stop() {
   stopping_.store(true, std::memory_order_release);

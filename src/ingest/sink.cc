@@ -24,6 +24,8 @@ ErrorCode StoreSink::write(std::span<const ClickRecord> clicks, bool sync) {
   return ec;
 }
 
-ErrorCode StoreSink::sync() { return impl_->store.sync_wal(); }
+ErrorCode StoreSink::sync() {
+  return impl_->store.sync_wal();
+}
 
 }  // namespace earnd::ingest

@@ -67,8 +67,8 @@ std::string req_string(const json::object& o, const char* key, std::size_t max) 
   return *v;
 }
 
-std::int64_t opt_int(const json::object& o, const char* key, std::int64_t def, std::int64_t lo,
-                     std::int64_t hi) {
+std::int64_t opt_int(
+    const json::object& o, const char* key, std::int64_t def, std::int64_t lo, std::int64_t hi) {
   auto it = o.find(key);
   if (it == o.end() || it->value().is_null()) {
     return def;
@@ -83,8 +83,8 @@ std::int64_t opt_int(const json::object& o, const char* key, std::int64_t def, s
     invalid("invalid_field", std::string(key) + " must be an integer");
   }
   if (n < lo || n > hi) {
-    invalid("invalid_field", std::string(key) + " must be between " + std::to_string(lo) +
-                                 " and " + std::to_string(hi));
+    invalid("invalid_field", std::string(key) + " must be between " + std::to_string(lo) + " and " +
+                                 std::to_string(hi));
   }
   return n;
 }
@@ -141,9 +141,8 @@ json::object validate_program(const json::object& in, const Catalog::RulesValida
   p["id"] = id;
   p["name"] = opt_string(in, "name", 200).value_or(id);
   std::string currency = req_string(in, "currency", 3);
-  if (currency.size() != 3 || !std::all_of(currency.begin(), currency.end(), [](char c) {
-        return c >= 'A' && c <= 'Z';
-      })) {
+  if (currency.size() != 3 ||
+      !std::all_of(currency.begin(), currency.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
     invalid("invalid_field", "currency must be an ISO 4217 code such as USD");
   }
   p["currency"] = currency;
@@ -235,11 +234,14 @@ std::shared_ptr<const ProgramView> make_view(const json::object& p) {
     v->fallback_url = json::value_to<std::string>(it->value());
   }
   const auto& a = p.at("attribution").get_object();
-  v->cookie_max_age_s = static_cast<std::uint64_t>(a.at("cookie_days").to_number<std::int64_t>()) * 86400;
-  v->dedupe_ms = static_cast<std::uint64_t>(a.at("dedupe_minutes").to_number<std::int64_t>()) * 60'000;
+  v->cookie_max_age_s =
+      static_cast<std::uint64_t>(a.at("cookie_days").to_number<std::int64_t>()) * 86400;
+  v->dedupe_ms =
+      static_cast<std::uint64_t>(a.at("dedupe_minutes").to_number<std::int64_t>()) * 60'000;
   v->model = json::value_to<std::string>(a.at("model"));
   v->window_days = static_cast<std::uint32_t>(a.at("window_days").to_number<std::int64_t>());
-  v->binding_ms = static_cast<std::uint64_t>(a.at("binding_days").to_number<std::int64_t>()) * 86'400'000;
+  v->binding_ms =
+      static_cast<std::uint64_t>(a.at("binding_days").to_number<std::int64_t>()) * 86'400'000;
   v->probabilistic_ms =
       static_cast<std::uint64_t>(a.at("probabilistic_hours").to_number<std::int64_t>()) * 3'600'000;
   if (auto it = p.find("publishable_key"); it != p.end() && it->value().is_string()) {
@@ -309,20 +311,22 @@ bool is_valid_code(std::string_view code) noexcept {
 
 bool is_valid_program_id(std::string_view id) noexcept {
   return !id.empty() && id.size() <= 40 && std::all_of(id.begin(), id.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-         });
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
 }
 
 struct Catalog::State {
-  std::map<std::string, json::object, std::less<>> programs;   // id -> stored program
-  std::map<std::string, json::object, std::less<>> referrers;  // id -> referrer
-  std::map<std::string, json::object, std::less<>> links;      // lower-case code -> link
-  std::map<std::string, std::string, std::less<>> key_index;   // sha256(program_key) -> id
+  std::map<std::string, json::object, std::less<>> programs;       // id -> stored program
+  std::map<std::string, json::object, std::less<>> referrers;      // id -> referrer
+  std::map<std::string, json::object, std::less<>> links;          // lower-case code -> link
+  std::map<std::string, std::string, std::less<>> key_index;       // sha256(program_key) -> id
   std::map<std::string, std::string, std::less<>> external_index;  // program/external -> id
 };
 
 Catalog::Catalog(store::Store& store, std::string public_base_url)
-    : store_(store), public_base_url_(std::move(public_base_url)), state_(std::make_unique<State>()) {
+    : store_(store),
+      public_base_url_(std::move(public_base_url)),
+      state_(std::make_unique<State>()) {
   load();
   publish();
 }
@@ -396,7 +400,8 @@ ErrorCode Catalog::write_meta(const std::string& key, const std::string& value) 
   return ec;
 }
 
-ErrorCode Catalog::write_meta_many(const std::vector<std::pair<std::string, std::string>>& records) {
+ErrorCode Catalog::write_meta_many(
+    const std::vector<std::pair<std::string, std::string>>& records) {
   auto ec = store_.put_meta_many(records);
   if (!ec && meta_hook_) {
     meta_hook_(records);
@@ -502,7 +507,8 @@ AdminReply Catalog::patch_program(std::string_view id, const json::value& body) 
       merged[k] = v;
     }
     json::object p = validate_program(merged, rules_validator_);
-    for (const char* k : {"program_key_sha256", "publishable_key", "webhook_secret", "created_ms"}) {
+    for (const char* k :
+         {"program_key_sha256", "publishable_key", "webhook_secret", "created_ms"}) {
       p[k] = it->second.at(k);
     }
     p["updated_ms"] = now_ms();
@@ -688,7 +694,8 @@ AdminReply Catalog::patch_link(std::string_view code, const json::value& body) {
       } else if (!d->is_string()) {
         return error_reply(400, "invalid_destination", "destination must be a URL string");
       } else {
-        auto hosts = program_hosts(state_->programs.at(json::value_to<std::string>(l.at("program"))));
+        auto hosts =
+            program_hosts(state_->programs.at(json::value_to<std::string>(l.at("program"))));
         l["destination"] = checked_destination(d->get_string(), hosts).normalized;
       }
     }
@@ -728,7 +735,8 @@ std::optional<std::string> Catalog::program_for_publishable_key(std::string_view
   std::lock_guard lock(mutex_);
   for (const auto& [id, p] : state_->programs) {
     auto it = p.find("publishable_key");
-    if (it != p.end() && it->value().is_string() && constant_time_equal(it->value().get_string(), key)) {
+    if (it != p.end() && it->value().is_string() &&
+        constant_time_equal(it->value().get_string(), key)) {
       return id;
     }
   }

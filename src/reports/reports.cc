@@ -3,16 +3,16 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <sstream>
 #include <map>
+#include <sstream>
 
 #include <boost/json.hpp>
 #include <date/tz.h>
 
-#include "earnd/store/stats.h"
 #include "earnd/common/money.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
+#include "earnd/store/stats.h"
 #include "earnd/store/store.h"
 
 namespace json = boost::json;
@@ -42,7 +42,9 @@ const date::time_zone* zone(const std::string& name) {
 
 // A report boundary in Unix ms. A date means that day's start in tz (or, for `to`, the next
 // day's start, so the date is included).
-std::uint64_t boundary(const std::string& text, const date::time_zone* tz, bool is_to,
+std::uint64_t boundary(const std::string& text,
+                       const date::time_zone* tz,
+                       bool is_to,
                        std::uint64_t fallback) {
   if (text.empty()) {
     return fallback;
@@ -89,11 +91,11 @@ struct Totals {
         saturating_sub(stats[store::kStatRevenueMinor], stats[store::kStatRefundedMinor]);
     row["refunded_minor"] = stats[store::kStatRefundedMinor];
     row["rewards_minor"] = stats[store::kStatRewardsMinor];
-    double conversions = static_cast<double>(stats[store::kStatSignups] +
-                                             stats[store::kStatSales]);
+    double conversions = static_cast<double>(stats[store::kStatSignups] + stats[store::kStatSales]);
     row["conversion_rate"] =
-        unique_clicks == 0 ? 0.0
-                           : std::round(conversions / static_cast<double>(unique_clicks) * 1e4) / 1e4;
+        unique_clicks == 0
+            ? 0.0
+            : std::round(conversions / static_cast<double>(unique_clicks) * 1e4) / 1e4;
   }
 };
 
@@ -110,23 +112,25 @@ Range bucket_range(std::uint64_t from_ms, std::uint64_t to_ms) {
 }
 
 template <typename OnClicks, typename OnStats>
-void scan_referrer(const store::Store& store, const std::string& program,
-                   const links::ReferrerInfo& r, Range range, OnClicks on_clicks,
+void scan_referrer(const store::Store& store,
+                   const std::string& program,
+                   const links::ReferrerInfo& r,
+                   Range range,
+                   OnClicks on_clicks,
                    OnStats on_stats) {
   for (const auto& code : r.codes) {
     if (store.scan_link_buckets(code, range.from_bucket, range.to_bucket, on_clicks)) {
       throw Reject{"storage", "counters could not be read"};
     }
   }
-  if (store.scan_stats(store::stats_prefix(program, r.id), range.from_bucket,
-                       range.to_bucket, on_stats)) {
+  if (store.scan_stats(store::stats_prefix(program, r.id), range.from_bucket, range.to_bucket,
+                       on_stats)) {
     throw Reject{"storage", "counters could not be read"};
   }
 }
 
-constexpr const char* kColumns[] = {"clicks",        "unique_clicks",  "bot_clicks",
-                                    "signups",       "sales",          "revenue_minor",
-                                    "rewards_minor", "conversion_rate"};
+constexpr const char* kColumns[] = {"clicks", "unique_clicks", "bot_clicks",    "signups",
+                                    "sales",  "revenue_minor", "rewards_minor", "conversion_rate"};
 
 std::string number_cell(const json::value& v) {
   if (v.is_double()) {
@@ -170,7 +174,8 @@ Window window_of(const ReportQuery& q) {
   const date::time_zone* tz = zone(q.tz);
   std::uint64_t now = now_ms();
   std::uint64_t to = boundary(q.to, tz, true, now + 1);
-  std::uint64_t from = boundary(q.from, tz, false, to > 30ull * 86'400'000 ? to - 30ull * 86'400'000 : 0);
+  std::uint64_t from =
+      boundary(q.from, tz, false, to > 30ull * 86'400'000 ? to - 30ull * 86'400'000 : 0);
   if (from >= to) {
     throw Reject{"invalid_range", "from must be before to"};
   }
@@ -202,7 +207,8 @@ std::string local_text(std::uint64_t t, const date::time_zone* tz) {
   return date::format("%FT%T%Ez", z);
 }
 
-ReportReply referrers_checked(const store::Store& store, const links::Catalog& catalog,
+ReportReply referrers_checked(const store::Store& store,
+                              const links::Catalog& catalog,
                               const ReportQuery& q) {
   Window w = window_of(q);
   Range range = bucket_range(w.from_ms, w.to_ms);
@@ -234,7 +240,8 @@ ReportReply referrers_checked(const store::Store& store, const links::Catalog& c
   return {200, "application/json", json::serialize(body)};
 }
 
-ReportReply timeseries_checked(const store::Store& store, const links::Catalog& catalog,
+ReportReply timeseries_checked(const store::Store& store,
+                               const links::Catalog& catalog,
                                const ReportQuery& q) {
   Window w = window_of(q);
   bool hourly = q.interval == "hour";
@@ -315,7 +322,9 @@ ReportReply timeseries_report(const store::Store& store,
   }
 }
 
-std::optional<std::uint64_t> parse_boundary(std::string_view text, std::string_view tz, bool is_to) {
+std::optional<std::uint64_t> parse_boundary(std::string_view text,
+                                            std::string_view tz,
+                                            bool is_to) {
   try {
     return boundary(std::string(text), zone(std::string(tz)), is_to, 0);
   } catch (const Reject&) {

@@ -10,8 +10,8 @@
 #include "earnd/common/secrets.h"
 #include "earnd/common/time.h"
 #include "earnd/links/catalog.h"
-#include "earnd/rewards/rules.h"
 #include "earnd/reports/reports.h"
+#include "earnd/rewards/rules.h"
 #include "earnd/store/stats.h"
 #include "earnd/store/store.h"
 
@@ -37,7 +37,9 @@ std::string entry_key(std::string_view referrer, std::uint64_t at_ms, std::strin
   return k;
 }
 
-std::string index_key(std::string_view id) { return "li/" + std::string(id); }
+std::string index_key(std::string_view id) {
+  return "li/" + std::string(id);
+}
 
 std::string approval_key(std::uint64_t at_ms, std::string_view id) {
   return "ap/" + be8(at_ms) + std::string(id);
@@ -62,9 +64,12 @@ std::string str(const json::object& o, const char* key) {
 
 std::uint32_t whole_months_between(std::uint64_t from_ms, std::uint64_t to_ms) {
   using namespace date;
-  auto a = year_month_day{floor<days>(sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(from_ms)))};
-  auto b = year_month_day{floor<days>(sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(to_ms)))};
-  int months = (int(b.year()) - int(a.year())) * 12 + (int(unsigned(b.month())) - int(unsigned(a.month())));
+  auto a = year_month_day{
+      floor<days>(sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(from_ms)))};
+  auto b = year_month_day{
+      floor<days>(sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(to_ms)))};
+  int months =
+      (int(b.year()) - int(a.year())) * 12 + (int(unsigned(b.month())) - int(unsigned(a.month())));
   if (unsigned(b.day()) < unsigned(a.day())) {
     --months;
   }
@@ -243,24 +248,25 @@ json::array Ledger::reverse(DocTxn& txn,
     }
     orig["reversed_minor"] = target;
     txn.put(*key, json::serialize(orig));
-    json::object e{{"id", random_token("le_", 16)},
-                   {"kind", "reversal"},
-                   {"program", orig["program"]},
-                   {"referrer_id", orig["referrer_id"]},
-                   {"amount_minor", -delta},
-                   {"currency", orig["currency"]},
-                   {"state", "reversed"},
-                   {"reverses", orig["id"]},
-                   {"event_id", std::string(refund_event_id)},
-                   {"click_id", orig["click_id"]},
-                   {"customer_id", orig["customer_id"]},
-                   {"explanation", "a refund of " + std::to_string(refund_minor) + " of the sale's " +
-                                       std::to_string(sold) + " reverses its share"},
-                   {"created_at", format_rfc3339(at_ms)},
-                   {"created_ms", at_ms}};
+    json::object e{
+        {"id", random_token("le_", 16)},
+        {"kind", "reversal"},
+        {"program", orig["program"]},
+        {"referrer_id", orig["referrer_id"]},
+        {"amount_minor", -delta},
+        {"currency", orig["currency"]},
+        {"state", "reversed"},
+        {"reverses", orig["id"]},
+        {"event_id", std::string(refund_event_id)},
+        {"click_id", orig["click_id"]},
+        {"customer_id", orig["customer_id"]},
+        {"explanation", "a refund of " + std::to_string(refund_minor) + " of the sale's " +
+                            std::to_string(sold) + " reverses its share"},
+        {"created_at", format_rfc3339(at_ms)},
+        {"created_ms", at_ms}};
     append(txn, e, at_ms);
-    txn.add_stat(str(orig, "program"), str(orig, "referrer_id"), at_ms,
-                 store::kStatRewardsMinor, -delta);
+    txn.add_stat(str(orig, "program"), str(orig, "referrer_id"), at_ms, store::kStatRewardsMinor,
+                 -delta);
     json::object pub = public_entry(e);
     txn.emit(str(orig, "program"), "reward.reversed", pub);
     created.push_back(std::move(pub));
@@ -337,7 +343,9 @@ std::optional<json::object> Ledger::view(std::string_view referrer_id) const {
 namespace earnd::rewards {
 namespace {
 
-std::string payout_key(std::string_view id) { return "po/" + std::string(id); }
+std::string payout_key(std::string_view id) {
+  return "po/" + std::string(id);
+}
 
 std::string program_payout_key(std::string_view program, std::uint64_t at_ms, std::string_view id) {
   std::string k = "pp/";
@@ -397,7 +405,8 @@ json::object Ledger::create_payouts(DocTxn& txn, std::string_view program, std::
   auto snap = catalog_.snapshot();
   const links::ProgramView* p = snap->program(program);
   if (p == nullptr) {
-    return json::object{{"error", json::object{{"code", "not_found"}, {"message", "no such program"}}}};
+    return json::object{
+        {"error", json::object{{"code", "not_found"}, {"message", "no such program"}}}};
   }
   for (const auto& r : catalog_.referrers_of(program)) {
     auto entries = entries_of(r.id);
@@ -473,7 +482,8 @@ std::optional<json::object> Ledger::due_payouts(std::string_view program) const 
                       {"total_minor", total}};
 }
 
-std::optional<json::object> Ledger::mark_paid(DocTxn& txn, std::string_view payout_id,
+std::optional<json::object> Ledger::mark_paid(DocTxn& txn,
+                                              std::string_view payout_id,
                                               std::uint64_t now_ms) {
   auto text = txn.get(payout_key(payout_id));
   if (!text) {

@@ -123,7 +123,8 @@ std::optional<std::string> validate_rules(const json::value& rules) {
       }
     }
     for (const char* k : {"recurring_months", "tier_period_days", "min_amount_minor"}) {
-      if (auto it = o.find(k); it != o.end() && !(it->value().is_int64() && it->value().get_int64() >= 0)) {
+      if (auto it = o.find(k);
+          it != o.end() && !(it->value().is_int64() && it->value().get_int64() >= 0)) {
         return where + "." + k + " must be a non-negative integer";
       }
     }

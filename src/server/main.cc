@@ -3,12 +3,12 @@
 
 #include <atomic>
 #include <csignal>
-#include <unordered_set>
 #include <iostream>
+#include <unordered_set>
 
+#include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <CLI/CLI.hpp>
 
 #include "earnd/attribution/conversions.h"
 #include "earnd/cluster/node.h"
@@ -23,8 +23,8 @@
 #include "earnd/metrics/metrics.h"
 #include "earnd/rewards/ledger.h"
 #include "earnd/rewards/rules.h"
-#include "earnd/webhooks/outbox.h"
 #include "earnd/store/store.h"
+#include "earnd/webhooks/outbox.h"
 
 namespace {
 
@@ -69,9 +69,8 @@ std::string base_url(const earnd::config::Config& c, const std::string& bound_pu
   if (!c.server.public_base_url.empty()) {
     return c.server.public_base_url;
   }
-  std::string host = bound_public.starts_with("0.0.0.0:")
-                         ? "127.0.0.1" + bound_public.substr(7)
-                         : bound_public;
+  std::string host =
+      bound_public.starts_with("0.0.0.0:") ? "127.0.0.1" + bound_public.substr(7) : bound_public;
   return "http://" + host;
 }
 
@@ -105,7 +104,8 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
   if (!flags.cluster.empty()) {
     cluster::ClusterOptions co{.urls = cluster::split_urls(flags.cluster),
                                .shard_count = cfg.clicks.shard_count};
-    co.role = cluster::parse_role(flags.role.empty() ? "both" : flags.role).value_or(cluster::Role::kBoth);
+    co.role = cluster::parse_role(flags.role.empty() ? "both" : flags.role)
+                  .value_or(cluster::Role::kBoth);
     node = std::make_unique<cluster::Node>(std::move(co), *store, metrics);
   }
   ingest::ClickSink& click_sink = node ? node->sink() : static_cast<ingest::ClickSink&>(sink);
@@ -127,10 +127,12 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
     }
     store::Store::DocBatch batch;
     batch.puts.emplace_back("fc/" + c.referrer_id, std::to_string(c.ts_ms));
-    auto ids = outbox->stage(
-        batch, {{c.program, "click.first",
-                 {{"referrer_id", c.referrer_id}, {"link_code", c.code},
-                  {"click_id", c.id.to_string()}, {"ts", format_rfc3339(c.ts_ms)}}}});
+    auto ids = outbox->stage(batch, {{c.program,
+                                      "click.first",
+                                      {{"referrer_id", c.referrer_id},
+                                       {"link_code", c.code},
+                                       {"click_id", c.id.to_string()},
+                                       {"ts", format_rfc3339(c.ts_ms)}}}});
     if (st->write(batch, false)) {
       log->error("event=first_click_write_failed");
       return;
@@ -169,9 +171,8 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
   {
     // Bind first with a placeholder catalog base, then build the catalog with the real URL.
     std::string configured_base = cfg.server.public_base_url;
-    std::string base = configured_base.empty()
-                           ? base_url(cfg, cfg.server.public_listen)
-                           : configured_base;
+    std::string base =
+        configured_base.empty() ? base_url(cfg, cfg.server.public_listen) : configured_base;
     catalog = std::make_unique<links::Catalog>(*store, base);
     catalog->set_rules_validator(
         [](const boost::json::value& rules) { return rewards::validate_rules(rules); });
@@ -194,18 +195,17 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
     });
     outbox->start();
     outbox_for_clicks.store(outbox.get(), std::memory_order_release);
-    attribution::ConversionOptions conversion_options{
-        .sync = cfg.storage.durability == config::Durability::kGroup};
+    attribution::ConversionOptions conversion_options{.sync = cfg.storage.durability ==
+                                                              config::Durability::kGroup};
     if (node) {
-      catalog->set_meta_hook([n = node.get()](const auto& records) { n->on_meta_written(records); });
+      catalog->set_meta_hook(
+          [n = node.get()](const auto& records) { n->on_meta_written(records); });
       conversion_options.await_click = [n = node.get()](const ClickId& id) {
         return n->await_click(id);
       };
-      conversion_options.claim = [n = node.get()](std::string_view program,
-                                                  std::string_view event_id,
-                                                  std::string_view answer) {
-        return n->claim(program, event_id, answer);
-      };
+      conversion_options.claim =
+          [n = node.get()](std::string_view program, std::string_view event_id,
+                           std::string_view answer) { return n->claim(program, event_id, answer); };
       node->start(*catalog);
     }
     conversions = std::make_unique<attribution::ConversionService>(

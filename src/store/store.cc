@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstring>
 
+#include <boost/unordered/unordered_flat_map.hpp>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
@@ -15,8 +16,6 @@
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
-
-#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "earnd/common/money.h"
 
@@ -174,6 +173,7 @@ struct Store::Impl {
   bool bulk = false;
   std::string data_dir;
   std::uint64_t min_free_bytes = 0;
+
   // True while free space is below the reserve. One statvfs per write call (a batch of clicks,
   // a conversion batch, an admin write): about a microsecond, next to a millisecond's fsync.
   // LIMIT: another process can still fill the disk between this check and RocksDB's write;
@@ -182,7 +182,9 @@ struct Store::Impl {
     if (min_free_bytes == 0) {
       return false;
     }
+
     struct statvfs st {};
+
     if (::statvfs(data_dir.c_str(), &st) != 0) {
       return false;  // cannot tell; let RocksDB try
     }
@@ -210,6 +212,7 @@ struct Store::Impl {
 };
 
 ClickBatch::ClickBatch() : impl_(std::make_unique<Impl>()) {}
+
 ClickBatch::~ClickBatch() = default;
 ClickBatch::ClickBatch(ClickBatch&&) noexcept = default;
 ClickBatch& ClickBatch::operator=(ClickBatch&&) noexcept = default;
@@ -220,7 +223,9 @@ void ClickBatch::clear() {
   count_ = 0;
 }
 
-std::size_t ClickBatch::data_bytes() const noexcept { return impl_->wb.GetDataSize(); }
+std::size_t ClickBatch::data_bytes() const noexcept {
+  return impl_->wb.GetDataSize();
+}
 
 // Each click is three writes: the record by id, the visitor index entry (the reason byte, so
 // matching can skip non-human clicks without reading the record) and the link's day counters.
@@ -355,7 +360,8 @@ Result<std::optional<std::string>> Store::get_meta(std::string_view key) const {
 
 void Store::scan_meta(std::string_view prefix,
                       const std::function<bool(std::string_view, std::string_view)>& fn) const {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->meta));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     if (!fn(it->key().ToStringView(), it->value().ToStringView())) {
       break;
@@ -395,10 +401,9 @@ ErrorCode Store::sync_wal() {
   return to_error(impl_->db->SyncWAL());
 }
 
-Result<std::uint64_t> Store::scan_clicks(
-    std::uint64_t from_ms,
-    std::uint64_t to_ms,
-    const std::function<bool(const ClickRecord&)>& fn) const {
+Result<std::uint64_t> Store::scan_clicks(std::uint64_t from_ms,
+                                         std::uint64_t to_ms,
+                                         const std::function<bool(const ClickRecord&)>& fn) const {
   std::string start;
   put_be(from_ms, 6, start);
   std::unique_ptr<rocksdb::Iterator> it(
@@ -580,7 +585,8 @@ ErrorCode Store::scan_stats(
     const std::function<void(std::uint32_t, const std::vector<std::int64_t>&)>& fn) const {
   std::string start(prefix);
   put_be(from_bucket, 4, start);
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->stats));
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->stats));
   std::vector<std::int64_t> counters;
   for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     if (it->key().size() != prefix.size() + 4) {
@@ -602,7 +608,8 @@ ErrorCode Store::scan_stats(
 
 void Store::scan_docs(std::string_view prefix,
                       const std::function<bool(std::string_view, std::string_view)>& fn) const {
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->docs));
+  std::unique_ptr<rocksdb::Iterator> it(
+      impl_->db->NewIterator(rocksdb::ReadOptions(), impl_->docs));
   for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     if (!fn(it->key().ToStringView(), it->value().ToStringView())) {
       break;
@@ -641,7 +648,9 @@ std::string Store::load_or_create_secret(std::string_view name) {
   return secret;
 }
 
-void Store::set_bulk_load(bool on) noexcept { impl_->bulk = on; }
+void Store::set_bulk_load(bool on) noexcept {
+  impl_->bulk = on;
+}
 
 ErrorCode Store::flush() {
   rocksdb::FlushOptions fo;
@@ -660,7 +669,9 @@ std::uint64_t Store::int_property(std::string_view name) const {
   return total;
 }
 
-std::uint64_t Store::live_sst_bytes() const { return int_property("rocksdb.live-sst-files-size"); }
+std::uint64_t Store::live_sst_bytes() const {
+  return int_property("rocksdb.live-sst-files-size");
+}
 
 ErrorCode Store::compact_all() {
   rocksdb::CompactRangeOptions o;

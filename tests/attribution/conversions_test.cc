@@ -77,18 +77,16 @@ class ConversionServiceTest : public ::testing::Test {
   }
 
   // Creates the program with these attribution settings and its two referrers.
-  void make_program(std::string_view attribution = "{}",
-                    std::string_view rewards = R"([
+  void make_program(std::string_view attribution = "{}", std::string_view rewards = R"([
                         {"event": "signup", "referrer": {"fixed_minor": 500}},
                         {"event": "sale", "referrer": {"percent": 10}, "recurring_months": 12}])") {
-    json::object body{
-        {"id", "acme"},
-        {"currency", "USD"},
-        {"allowed_hosts", json::array{"shop.example.com"}},
-        {"destination", "https://shop.example.com/"},
-        {"attribution", json::parse(attribution)},
-        {"rewards", json::parse(rewards)},
-        {"hold_days", 0}};
+    json::object body{{"id", "acme"},
+                      {"currency", "USD"},
+                      {"allowed_hosts", json::array{"shop.example.com"}},
+                      {"destination", "https://shop.example.com/"},
+                      {"attribution", json::parse(attribution)},
+                      {"rewards", json::parse(rewards)},
+                      {"hold_days", 0}};
     links::AdminReply p = catalog_->create_program(body);
     ASSERT_EQ(p.status, 201u) << json::serialize(p.body);
     ana_ = enrol("u_ana", "ana");
@@ -522,7 +520,9 @@ TEST_F(ConversionServiceTest, TotalsStopAtTheBoundWithAmountOverflow) {
   Reply over = send(sale("s_over", kT0, "cus_over", a.id.to_string(), 1));
   ASSERT_EQ(over.status, 400u) << json::serialize(over.body);
   EXPECT_EQ(error_code(over), "amount_overflow");
-  json::object signup{{"event_id", "u_over"}, {"type", "signup"}, {"click_id", a.id.to_string()},
+  json::object signup{{"event_id", "u_over"},
+                      {"type", "signup"},
+                      {"click_id", a.id.to_string()},
                       {"occurred_at", format_rfc3339(kT0)}};
   Reply signup_over = send(signup);
   ASSERT_EQ(signup_over.status, 400u) << json::serialize(signup_over.body);

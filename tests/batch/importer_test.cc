@@ -238,8 +238,9 @@ TEST_F(ImporterTest, ConversionsBecomeDocumentsUnderTheProgram) {
 }
 
 TEST_F(ImporterTest, ConversionAmountAboveTheServersMaximumNamesItsLine) {
-  std::string csv = "1,1704069509231,84734,1000000000000000,sale\n"
-                    "2,1704089323281,99,1000000000000001,sale\n";
+  std::string csv =
+      "1,1704069509231,84734,1000000000000000,sale\n"
+      "2,1704089323281,99,1000000000000001,sale\n";
   try {
     (void)import_conversions(
         *store_, write_csv("big.csv", csv, "conv_id,ts_ms,visitor_id,amount_cents,kind\n"),

@@ -25,18 +25,18 @@ TEST(ParseRfc3339Test, AppliesNumericOffsets) {
 
 TEST(ParseRfc3339Test, RefusesWhatIsNotTheShape) {
   for (const char* bad : {
-           "2025-12-01T10:000:00Z",   // a field wider than the format (the fuzzer's find)
+           "2025-12-01T10:000:00Z",  // a field wider than the format (the fuzzer's find)
            "2025-12-01T10:00:000Z",
-           "2025-12-01 10:00:00Z",    // space instead of T
-           "2025-12-01T10:00:00",     // no zone
+           "2025-12-01 10:00:00Z",  // space instead of T
+           "2025-12-01T10:00:00",   // no zone
            "2025-12-01T10:00:00z",
-           "2025-12-01T10:00:00.Z",   // empty fraction
+           "2025-12-01T10:00:00.Z",  // empty fraction
            "2025-12-01T10:00:00.1234567890Z",
            "2025-12-01T10:00:00+0100",
            "2025-12-01T10:00:00+01:00:00",
-           "2025-12-01T10:00:00+24:00",   // offset hours are 00-23
+           "2025-12-01T10:00:00+24:00",  // offset hours are 00-23
            "2025-12-01T10:00:00-99:00",
-           "2025-12-01T10:00:00+23:60",   // offset minutes are 00-59
+           "2025-12-01T10:00:00+23:60",  // offset minutes are 00-59
            "2025-12-01T10:00:00+00:99",
            "20251-12-01T10:00:00Z",
            "2025-1a-01T10:00:00Z",

@@ -426,10 +426,12 @@ class SlowSink final : public ClickSink {
     writes.fetch_add(1);
     return {};
   }
+
   ErrorCode sync() override {
     syncs.fetch_add(1);
     return {};
   }
+
   std::size_t last_write_bytes() const noexcept override { return 1; }
 
   std::atomic<int> writes{0};
@@ -440,8 +442,7 @@ class SlowSink final : public ClickSink {
 // synced every flush interval (10 ms here), not only when the writer runs out of work.
 TEST_F(PipelineTest, AsyncSyncsTheWalOnScheduleWhileTheQueueNeverEmpties) {
   SlowSink slow;
-  make({.sync_each_batch = false, .max_batch = 16, .queue_capacity = 1024,
-        .flush_interval_ms = 10},
+  make({.sync_each_batch = false, .max_batch = 16, .queue_capacity = 1024, .flush_interval_ms = 10},
        1, slow);
   pipeline_->start();
   auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);

@@ -230,10 +230,10 @@ TEST_F(ConversionFlowTest, BearerSchemeMatchesInAnyCase) {
                            {{"Authorization", scheme + std::string(kAdminKey)}}, "");
     EXPECT_EQ(a.status, 200) << scheme << a.error << a.body;
     json::object body{{"event_id", "signup_" + scheme}, {"type", "signup"}};
-    HttpResponse c = fetch(public_endpoint(), "POST", "/v1/conversions",
-                           {{"Authorization", scheme + program_key_},
-                            {"Content-Type", "application/json"}},
-                           json::serialize(body));
+    HttpResponse c =
+        fetch(public_endpoint(), "POST", "/v1/conversions",
+              {{"Authorization", scheme + program_key_}, {"Content-Type", "application/json"}},
+              json::serialize(body));
     EXPECT_EQ(c.status, 201) << scheme << c.error << c.body;
   }
   HttpResponse basic = fetch(admin_endpoint(), "GET", "/v1/programs",
@@ -242,18 +242,18 @@ TEST_F(ConversionFlowTest, BearerSchemeMatchesInAnyCase) {
 }
 
 TEST_F(ConversionFlowTest, AmountAsStringAndEmptyTimeAreRefused) {
-  HttpResponse text_amount = convert(json::object{{"event_id", "s1"}, {"type", "sale"},
-                                                  {"amount_minor", "100"}, {"currency", "USD"}});
+  HttpResponse text_amount = convert(json::object{
+      {"event_id", "s1"}, {"type", "sale"}, {"amount_minor", "100"}, {"currency", "USD"}});
   EXPECT_EQ(text_amount.status, 400) << text_amount.body;
   EXPECT_EQ(text(parse_json(text_amount).at("error").at("code")), "invalid_amount");
 
-  HttpResponse empty_time = convert(json::object{{"event_id", "s2"}, {"type", "signup"},
-                                                 {"occurred_at", ""}});
+  HttpResponse empty_time =
+      convert(json::object{{"event_id", "s2"}, {"type", "signup"}, {"occurred_at", ""}});
   EXPECT_EQ(empty_time.status, 400) << empty_time.body;
   EXPECT_EQ(text(parse_json(empty_time).at("error").at("code")), "invalid_time");
 
-  HttpResponse offset = convert(json::object{{"event_id", "s3"}, {"type", "signup"},
-                                             {"occurred_at", "2025-12-01T10:00:00+24:00"}});
+  HttpResponse offset = convert(json::object{
+      {"event_id", "s3"}, {"type", "signup"}, {"occurred_at", "2025-12-01T10:00:00+24:00"}});
   EXPECT_EQ(offset.status, 400) << offset.body;
   EXPECT_EQ(text(parse_json(offset).at("error").at("code")), "invalid_time");
 }

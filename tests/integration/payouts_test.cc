@@ -149,7 +149,8 @@ TEST_F(PayoutsApiTest, ListsRefuseBadPagingAndClampPerPage) {
   ASSERT_FALSE(ana.empty());
   for (std::string list : {"/v1/referrers?program=acme&", "/v1/conversions?program=acme&",
                            "/v1/payouts?program=acme&", "/v1/webhooks/deliveries?"}) {
-    for (auto [query, code] : {std::pair{"page=-1", "invalid_page"}, {"page=0", "invalid_page"},
+    for (auto [query, code] : {std::pair{"page=-1", "invalid_page"},
+                               {"page=0", "invalid_page"},
                                {"page=1x", "invalid_page"},
                                {"page=99999999999999999999999", "invalid_page"},
                                {"per_page=abc", "invalid_per_page"},
@@ -176,10 +177,10 @@ TEST_F(PayoutsApiTest, ListsRefuseBadPagingAndClampPerPage) {
   ASSERT_EQ(link.status, 201) << link.body;
   std::string url(parse_json(link).at("url").as_string());
   std::string token = url.substr(url.rfind('/') + 1);
-  HttpResponse signin = fetch(public_endpoint(), "POST", "/portal/signin",
-                              {{"Origin", "http://earnd.test"},
-                               {"Content-Type", "application/x-www-form-urlencoded"}},
-                              "token=" + token);
+  HttpResponse signin = fetch(
+      public_endpoint(), "POST", "/portal/signin",
+      {{"Origin", "http://earnd.test"}, {"Content-Type", "application/x-www-form-urlencoded"}},
+      "token=" + token);
   ASSERT_EQ(signin.status, 303) << signin.body;
   std::string cookie = signin.header("Set-Cookie").value_or("");
   cookie = cookie.substr(0, cookie.find(';'));

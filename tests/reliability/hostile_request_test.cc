@@ -188,11 +188,13 @@ TEST_F(HostileRequestTest, ClosesTheConnectionWhenFramingIsAmbiguous) {
   const std::string smuggled =
       "GET /r/ana?smuggled=1 HTTP/1.1\r\nHost: earnd.test\r\nUser-Agent: " +
       std::string(integration::kBrowserUa) + "\r\n\r\n";
+
   struct Case {
     std::string head;
     int status;
     std::string code;
   };
+
   std::string post = "POST /v1/conversions HTTP/1.1\r\nHost: earnd.test\r\nAuthorization: Bearer " +
                      program_key_ + "\r\n";
   std::vector<Case> cases = {

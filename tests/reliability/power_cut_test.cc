@@ -4,7 +4,8 @@
 // a tail of the most recent clicks may be, never one in the middle.
 //
 // EARND_RELIABILITY_ROUNDS (default 3) sets the rounds per mode; each cuts power a random 30 to
-// 200 ms after the first batch is stored. The seed is printed and can be fixed with EARND_RELIABILITY_SEED.
+// 200 ms after the first batch is stored. The seed is printed and can be fixed with
+// EARND_RELIABILITY_SEED.
 
 #include <algorithm>
 #include <atomic>

@@ -1,10 +1,10 @@
 #include "earnd/rewards/ledger.h"
 
 #include <cstdint>
-#include <limits>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -640,11 +640,11 @@ TEST_F(LedgerTest, SummaryHoldsSumsOutOfRangeAtTheEnds) {
   constexpr std::int64_t kHuge = 5'000'000'000'000'000'000;
   std::vector<json::object> entries;
   for (const char* id : {"a", "b"}) {
-    entries.push_back(json::object{{"id", id}, {"kind", "referrer"}, {"state", "approved"},
-                                   {"amount_minor", kHuge}});
+    entries.push_back(json::object{
+        {"id", id}, {"kind", "referrer"}, {"state", "approved"}, {"amount_minor", kHuge}});
   }
-  entries.push_back(json::object{{"id", "c"}, {"kind", "referrer"}, {"state", "pending"},
-                                 {"amount_minor", kHuge}});
+  entries.push_back(json::object{
+      {"id", "c"}, {"kind", "referrer"}, {"state", "pending"}, {"amount_minor", kHuge}});
   Balance b = summarize(entries);
   EXPECT_EQ(b.approved_minor, std::numeric_limits<std::int64_t>::max());
   EXPECT_EQ(b.pending_minor, kHuge);

@@ -20,8 +20,8 @@
 #include <boost/json.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
 
-#include "earnd/cluster/node.h"
 #include "earnd/attribution/matcher.h"
+#include "earnd/cluster/node.h"
 #include "earnd/common/click.h"
 #include "earnd/common/hash.h"
 #include "earnd/common/money.h"
@@ -346,13 +346,13 @@ void print_summary(const AttributeArgs& a,
   // long ids and large sums never run together.
   std::vector<std::array<std::string, 3>> lines{{"referrer_id", "conversions", "revenue_cents"}};
   for (std::size_t i = 0; i < shown; ++i) {
-    lines.push_back({top[i].first, std::to_string(top[i].second.conversions),
-                     decimal(top[i].second.revenue)});
+    lines.push_back(
+        {top[i].first, std::to_string(top[i].second.conversions), decimal(top[i].second.revenue)});
   }
-  lines.push_back({"(unattributed)", std::to_string(unattributed.conversions),
-                   decimal(unattributed.revenue)});
-  lines.push_back({"(attributed)", std::to_string(attributed.conversions),
-                   decimal(attributed.revenue)});
+  lines.push_back(
+      {"(unattributed)", std::to_string(unattributed.conversions), decimal(unattributed.revenue)});
+  lines.push_back(
+      {"(attributed)", std::to_string(attributed.conversions), decimal(attributed.revenue)});
   std::array<std::size_t, 3> width{24, 12, 16};
   for (const auto& l : lines) {
     for (std::size_t c = 0; c < 3; ++c) {

@@ -48,7 +48,7 @@ struct ConversionReply {
 };
 
 struct ConversionOptions {
-  bool sync = true;                  // group durability
+  bool sync = true;  // group durability
   std::uint64_t max_future_skew_ms = 5 * 60'000;
   // Scale-out mode only (empty otherwise). await_click: waits until a click named by a
   // conversion but made on another node is in the local index; true when it arrived.
@@ -56,8 +56,8 @@ struct ConversionOptions {
   // claim: the cluster-wide create-if-absent of a new outcome's answer. nullopt: unreachable
   // (the request answers 503 and writes nothing); "": this node created it; otherwise the answer
   // stored by the first writer (the request writes nothing and answers it as a duplicate).
-  std::function<std::optional<std::string>(std::string_view program, std::string_view event_id,
-                                            std::string_view answer)>
+  std::function<std::optional<std::string>(
+      std::string_view program, std::string_view event_id, std::string_view answer)>
       claim;
 };
 

@@ -34,9 +34,11 @@
 namespace earnd::store {
 class Store;
 }
+
 namespace earnd::links {
 class Catalog;
 }
+
 namespace earnd::metrics {
 class Metrics;
 }
@@ -48,22 +50,22 @@ enum class Role { kEdge, kWorker, kBoth };
 struct ClusterOptions {
   std::vector<std::string> urls;  // nats://host:port, all of the cluster's servers
   Role role = Role::kBoth;
-  std::string node_id;            // empty: made at the first start and kept in the store
+  std::string node_id;  // empty: made at the first start and kept in the store
   std::uint32_t shard_count = 64;
   std::uint32_t replicas = 3;
-  std::uint32_t duplicate_window_s = 120;   // the click stream's Nats-Msg-Id dedupe window
-  std::uint32_t forward_batch = 2048;       // clicks per publish round
+  std::uint32_t duplicate_window_s = 120;  // the click stream's Nats-Msg-Id dedupe window
+  std::uint32_t forward_batch = 2048;      // clicks per publish round
   std::uint32_t publish_max_pending = 4096;
-  std::uint32_t ack_wait_ms = 2000;         // per publish round; unacked clicks are resent
-  std::uint32_t retry_ms = 250;             // pause after a failed round or API call
-  std::uint32_t index_batch = 1000;         // clicks per index write
-  std::uint32_t lease_ttl_s = 10;           // the lease bucket's TTL
+  std::uint32_t ack_wait_ms = 2000;  // per publish round; unacked clicks are resent
+  std::uint32_t retry_ms = 250;      // pause after a failed round or API call
+  std::uint32_t index_batch = 1000;  // clicks per index write
+  std::uint32_t lease_ttl_s = 10;    // the lease bucket's TTL
   std::uint32_t lease_renew_ms = 1000;
-  std::uint32_t lease_op_timeout_ms = 500;  // one lease bucket call
-  std::uint32_t click_wait_ms = 2000;       // conversion read barrier for a recent unknown click
+  std::uint32_t lease_op_timeout_ms = 500;    // one lease bucket call
+  std::uint32_t click_wait_ms = 2000;         // conversion read barrier for a recent unknown click
   std::uint32_t click_wait_age_ms = 900'000;  // only clicks younger than this are waited for
-  std::uint32_t drain_timeout_ms = 10'000;  // on stop: spool, index and shard handover
-  std::uint32_t heartbeat_ms = 1000;        // ordered consumers' idle heartbeat
+  std::uint32_t drain_timeout_ms = 10'000;    // on stop: spool, index and shard handover
+  std::uint32_t heartbeat_ms = 1000;          // ordered consumers' idle heartbeat
 };
 
 // Parses "edge", "worker" or "both"; nullopt otherwise.
@@ -76,12 +78,12 @@ std::vector<std::string> split_urls(std::string_view text);
 struct Status {
   std::string node_id;
   bool connected = false;
-  bool ready = false;               // streams and buckets exist
-  std::uint64_t spool_depth = 0;    // clicks stored here and not yet acknowledged by the stream
-  std::uint64_t forwarded = 0;      // clicks acknowledged by the stream since start
-  double forward_lag_s = 0;         // age of the oldest unforwarded click
-  std::uint64_t applied_seq = 0;    // last stream sequence applied to the local index
-  std::uint64_t indexed = 0;        // clicks added to the local index from the stream
+  bool ready = false;                   // streams and buckets exist
+  std::uint64_t spool_depth = 0;        // clicks stored here and not yet acknowledged by the stream
+  std::uint64_t forwarded = 0;          // clicks acknowledged by the stream since start
+  double forward_lag_s = 0;             // age of the oldest unforwarded click
+  std::uint64_t applied_seq = 0;        // last stream sequence applied to the local index
+  std::uint64_t indexed = 0;            // clicks added to the local index from the stream
   std::uint64_t index_lag_ms_last = 0;  // click time to index time of the last indexed click
   std::vector<std::uint32_t> held_shards;
   std::vector<std::string> live_workers;
@@ -119,7 +121,8 @@ class Node {
   // Create-if-absent of a conversion outcome. nullopt: the cluster could not be reached (the
   // caller answers 503); an empty string: this call created it; otherwise the body stored by
   // the first writer.
-  std::optional<std::string> claim(std::string_view program, std::string_view event_id,
+  std::optional<std::string> claim(std::string_view program,
+                                   std::string_view event_id,
                                    std::string_view body);
 
   Status status() const;

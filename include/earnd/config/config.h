@@ -68,7 +68,7 @@ struct WebhooksConfig {
 
 // The admin dashboard and the referrer portal (web pages, sign-in, list endpoints).
 struct WebConfig {
-  std::uint32_t portal_link_ttl_s = 900;       // lifetime of a one-time portal sign-in link
+  std::uint32_t portal_link_ttl_s = 900;        // lifetime of a one-time portal sign-in link
   std::uint32_t portal_session_ttl_s = 28'800;  // lifetime of a referrer's portal session
   std::uint32_t admin_session_ttl_s = 28'800;   // lifetime of a staff session on /admin/
   bool cookie_secure = false;                   // add Secure to the session cookies
@@ -99,7 +99,8 @@ Config load_file(const std::string& path);
 Config load_text(std::string_view toml_text);
 
 // Applies EARND_ADMIN_KEY, EARND_VISITOR_SECRET, EARND_PUBLIC_LISTEN, EARND_ADMIN_LISTEN,
-// EARND_DATA_DIR, EARND_DURABILITY and EARND_WEBHOOKS_ALLOW_PRIVATE when set. Throws ConfigError on a bad value.
+// EARND_DATA_DIR, EARND_DURABILITY and EARND_WEBHOOKS_ALLOW_PRIVATE when set. Throws ConfigError on
+// a bad value.
 void apply_environment(Config& c);
 
 // Checks ranges and combinations. Throws ConfigError.

@@ -6,8 +6,8 @@
 // never see a half-written link.
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -50,7 +50,7 @@ struct ProgramView {
   std::string webhook_secret;  // whsec_<base64>
   std::uint32_t hold_days = 30;
   std::int64_t payout_minimum_minor = 0;
-  std::string rewards_json;    // the program's reward rules, as stored (a JSON array)
+  std::string rewards_json;  // the program's reward rules, as stored (a JSON array)
 };
 
 // A referrer as reports and conversions need it.
@@ -82,6 +82,7 @@ struct StringHash {
 
 struct StringEq {
   using is_transparent = void;
+
   bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
 };
 
@@ -131,6 +132,7 @@ class Catalog {
   // The current snapshot. Thread-safe; costs an atomic shared_ptr load, so hot paths should
   // keep a SnapshotReader instead.
   std::shared_ptr<const Snapshot> snapshot() const;
+
   std::uint64_t version() const noexcept { return version_.load(std::memory_order_acquire); }
 
   // Admin calls. Each validates its JSON input, writes to the store (synced) and publishes a
@@ -156,6 +158,7 @@ class Catalog {
   // call back into the catalog.
   using EventHook =
       std::function<void(const std::string& program, const std::string& type, boost::json::object)>;
+
   void set_event_hook(EventHook hook) { event_hook_ = std::move(hook); }
 
   // Scale-out: told of every meta record (program, referrer, link) this catalog wrote, after
@@ -163,6 +166,7 @@ class Catalog {
   // with the catalog's mutex held, so it must be quick and must not call back into the catalog.
   using MetaHook =
       std::function<void(const std::vector<std::pair<std::string, std::string>>& records)>;
+
   void set_meta_hook(MetaHook hook) { meta_hook_ = std::move(hook); }
 
   // Scale-out: applies meta records written on another node. Records equal to the local ones
@@ -173,6 +177,7 @@ class Catalog {
   // Checks a program's "rewards" array when it is saved (the rewards module's validate_rules);
   // returns a message for the 400 answer, or nullopt. Set before serving.
   using RulesValidator = std::function<std::optional<std::string>(const boost::json::value&)>;
+
   void set_rules_validator(RulesValidator v) { rules_validator_ = std::move(v); }
 
   // The program whose secret key (program_key) this is, or nullopt.

@@ -112,7 +112,8 @@ class Ledger {
   std::optional<boost::json::object> due_payouts(std::string_view program) const;
 
   // POST /v1/payouts/{id}/paid. nullopt when there is no such payout.
-  std::optional<boost::json::object> mark_paid(DocTxn& txn, std::string_view payout_id,
+  std::optional<boost::json::object> mark_paid(DocTxn& txn,
+                                               std::string_view payout_id,
                                                std::uint64_t now_ms);
 
   // GET /v1/payouts/{id}.csv and GET /v1/payouts?program=&status=.

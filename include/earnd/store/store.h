@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
-#include "earnd/common/error.h"
 #include "earnd/common/click.h"
+#include "earnd/common/error.h"
 
 namespace rocksdb {
 class FileSystem;
@@ -84,7 +84,9 @@ class ClickBatch {
 
   void add(const ClickRecord& c);
   void clear();
+
   std::size_t count() const noexcept { return count_; }
+
   // Bytes of the batch as handed to RocksDB; the counters of its clicks are summed per link and
   // day and added only by Store::write_clicks, so this is complete after that call.
   std::size_t data_bytes() const noexcept;
@@ -166,6 +168,7 @@ class Store {
     std::vector<std::string> deletes;  // applied after the puts
     std::vector<std::pair<std::string, std::vector<std::int64_t>>> stat_adds;
   };
+
   [[nodiscard]] ErrorCode write(const DocBatch& batch, bool sync);
   // Calls fn(bucket, counters) for keys prefix + bucket with from <= bucket < to, in order.
   [[nodiscard]] ErrorCode scan_stats(
