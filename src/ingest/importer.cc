@@ -19,6 +19,7 @@
 
 #include "earnd/common/click.h"
 #include "earnd/common/money.h"
+#include "earnd/common/text.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/ingest/sink.h"
 #include "earnd/links/catalog.h"
@@ -172,6 +173,11 @@ ClickRow parse_click_row(const LineReader& in, std::string_view line) {
   }
   if (!valid_id(f[3]) || !valid_id(f[4])) {
     in.fail("referrer_id and visitor_id must be 1 to 128 characters");
+  }
+  // The referrer id becomes the referrer's external_id in a JSON record; text that JSON cannot
+  // hold would make the catalog unreadable at the next start (found by the csv_import fuzzer).
+  if (!is_printable_utf8(f[3])) {
+    in.fail("referrer_id must be UTF-8 text without control characters");
   }
   if (f[5] != "0" && f[5] != "1") {
     in.fail("is_bot must be 0 or 1");

@@ -8,6 +8,7 @@
 #include <xxhash.h>
 
 #include "earnd/common/secrets.h"
+#include "earnd/common/text.h"
 #include "earnd/log/log.h"
 #include "earnd/store/store.h"
 
@@ -806,7 +807,8 @@ Result<EnsureLinksResult> Catalog::ensure_links(std::string_view program,
   std::vector<std::pair<std::string, std::string>> writes;
   std::int64_t created = now_ms();
   for (const LinkSpec& spec : links) {
-    if (!is_valid_code(spec.code) || spec.external_id.empty() || spec.external_id.size() > 128) {
+    if (!is_valid_code(spec.code) || spec.external_id.empty() || spec.external_id.size() > 128 ||
+        !is_printable_utf8(spec.external_id)) {
       ++result.invalid;
       continue;
     }

@@ -1,6 +1,8 @@
 // Fuzzes the CSV importers: the input is written as a clicks file and as a conversions file
 // and imported into a scratch store. A malformed file must end in ImportError (naming a line),
-// never a crash, and must write nothing.
+// never a crash, and must write nothing. After each input the store's catalog is loaded again,
+// as the server's next start would: an import must never store a record that cannot be read
+// back (an earlier version stored a non-UTF-8 referrer id that made the next load throw).
 
 #include <cstdint>
 #include <fstream>
@@ -8,6 +10,7 @@
 #include <string>
 
 #include "earnd/ingest/importer.h"
+#include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
 #include "fuzz_check.h"
 
@@ -27,6 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } catch (const ingest::ImportError& e) {
     EARND_FUZZ_CHECK(e.what()[0] != '\0');
   }
+  { links::Catalog reloaded(*store, ""); }
   try {
     std::size_t rows = 0;
     ingest::read_conversions_csv(path, [&](const ingest::ConversionRow& r) {
