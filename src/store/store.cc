@@ -2,6 +2,7 @@
 
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include "click_format.h"
 #include "earnd/common/money.h"
 
 namespace earnd::store {
@@ -121,15 +123,28 @@ bool get_short(std::string_view& in, std::string_view& out) {
   return true;
 }
 
+// How a family is read, which decides its table options.
+struct TableShape {
+  bool bloom = true;
+  // Point reads by whole key (false for the visitor index: only prefix seeks, whose bloom
+  // filter is built from the prefix extractor; whole keys in it would cost a byte per click).
+  bool whole_key_filtering = true;
+  // Clicks and the visitor index hold one small entry per click; bigger blocks compress their
+  // keys and values better (docs/storage.md).
+  std::size_t block_size = 4096;
+};
+
 rocksdb::ColumnFamilyOptions family_options(const std::shared_ptr<rocksdb::Cache>& cache,
-                                            bool bloom,
+                                            TableShape shape,
                                             rocksdb::CompressionType compression) {
   rocksdb::ColumnFamilyOptions o;
   rocksdb::BlockBasedTableOptions t;
   t.block_cache = cache;
-  if (bloom) {
+  if (shape.bloom) {
     t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   }
+  t.whole_key_filtering = shape.whole_key_filtering;
+  t.block_size = shape.block_size;
   o.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
   o.compression = compression;
   o.bottommost_compression = rocksdb::kZSTD;
@@ -142,9 +157,14 @@ struct ClickBatch::Impl {
   rocksdb::WriteBatch wb;
   std::string key;
   std::string value;
+  std::string text;
   rocksdb::ColumnFamilyHandle* clicks = nullptr;
   rocksdb::ColumnFamilyHandle* visitor = nullptr;
   rocksdb::ColumnFamilyHandle* counters = nullptr;
+  detail::LinkDictionary* dict = nullptr;
+  // Dictionary numbers this batch names that were not known to be stored when it named them;
+  // Store::write_clicks writes their entries with the batch.
+  std::vector<std::uint32_t> unstored_numbers;
   // The day counters of the batch's clicks, summed per counter key and written as one merge
   // operand each when the batch is written: a batch of many clicks on a few links adds a few
   // memtable entries instead of one per click.
@@ -171,6 +191,7 @@ struct Store::Impl {
   rocksdb::ColumnFamilyHandle* docs = nullptr;
   rocksdb::ColumnFamilyHandle* stats = nullptr;
   bool bulk = false;
+  detail::LinkDictionary dict;
   std::string data_dir;
   std::uint64_t min_free_bytes = 0;
 
@@ -220,6 +241,7 @@ ClickBatch& ClickBatch::operator=(ClickBatch&&) noexcept = default;
 void ClickBatch::clear() {
   impl_->wb.Clear();
   impl_->pending_counters.clear();
+  impl_->unstored_numbers.clear();
   count_ = 0;
 }
 
@@ -227,23 +249,40 @@ std::size_t ClickBatch::data_bytes() const noexcept {
   return impl_->wb.GetDataSize();
 }
 
-// Each click is three writes: the record by id, the visitor index entry (the reason byte, so
-// matching can skip non-human clicks without reading the record) and the link's day counters.
+// Each click is three writes: the record by id, the visitor index entry (the reason and the
+// dictionary number, so matching can skip non-human clicks and filter by program without
+// reading the record) and the link's day counters. Layouts: docs/storage.md.
 void ClickBatch::add(const ClickRecord& c) {
   Impl& i = *impl_;
+  i.text.clear();
+  i.text.append(c.program).push_back('\0');
+  i.text.append(c.referrer_id).push_back('\0');
+  i.text.append(c.code);
+  auto [number, unstored] = i.dict->number_for(i.text);
+  if (unstored && std::find(i.unstored_numbers.begin(), i.unstored_numbers.end(), number) ==
+                      i.unstored_numbers.end()) {
+    i.unstored_numbers.push_back(number);
+  }
+
   i.value.clear();
-  encode_click(c, i.value);
+  detail::encode_click_v2(c, number, i.value);
   i.wb.Put(i.clicks, c.id.key(), i.value).PermitUncheckedError();
 
   i.key.clear();
   put_be(c.visitor_hash, 8, i.key);
   put_be(c.ts_ms, 8, i.key);
-  i.key.append(c.id.key());
   i.value.clear();
   i.value.push_back(static_cast<char>(c.reason));
-  put_short(c.program, i.value);
-  put_short(c.referrer_id, i.value);
-  put_short(c.code, i.value);
+  if (c.ts_ms == c.id.ts_ms()) {
+    // Format 2: the id's time bytes equal ts_ms, so only the rest of the id follows.
+    i.key.append(c.id.key().substr(6));
+    detail::put_varint(number, i.value);
+  } else {
+    i.key.append(c.id.key());
+    put_short(c.program, i.value);
+    put_short(c.referrer_id, i.value);
+    put_short(c.code, i.value);
+  }
   i.wb.Put(i.visitor, i.key, i.value).PermitUncheckedError();
 
   auto& add = i.pending_counters[counter_key(c.code, bucket_of(c.ts_ms))];
@@ -269,11 +308,15 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   auto cache = rocksdb::NewLRUCache(std::size_t{options.block_cache_mb} << 20);
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   families.emplace_back(rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions());
-  families.emplace_back(kMeta, family_options(cache, true, rocksdb::kNoCompression));
-  auto clicks = family_options(cache, true, rocksdb::kLZ4Compression);
-  auto visitor = family_options(cache, true, rocksdb::kLZ4Compression);
+  const TableShape plain;
+  const TableShape per_click{.block_size = 16 * 1024};
+  families.emplace_back(kMeta, family_options(cache, plain, rocksdb::kNoCompression));
+  auto clicks = family_options(cache, per_click, rocksdb::kLZ4Compression);
+  auto visitor = family_options(
+      cache, {.whole_key_filtering = false, .block_size = per_click.block_size},
+      rocksdb::kLZ4Compression);
   visitor.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
-  auto counters = family_options(cache, true, rocksdb::kLZ4Compression);
+  auto counters = family_options(cache, plain, rocksdb::kLZ4Compression);
   counters.merge_operator = std::make_shared<CounterAddOperator>();
   if (options.bulk_memtables) {
     // A skip-list insert of a random visitor key was two thirds of an import's CPU (perf, see
@@ -288,8 +331,8 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   families.emplace_back(kClicks, clicks);
   families.emplace_back(kVisitor, visitor);
   families.emplace_back(kCounters, counters);
-  families.emplace_back(kDocs, family_options(cache, true, rocksdb::kLZ4Compression));
-  auto stats = family_options(cache, true, rocksdb::kLZ4Compression);
+  families.emplace_back(kDocs, family_options(cache, plain, rocksdb::kLZ4Compression));
+  auto stats = family_options(cache, plain, rocksdb::kLZ4Compression);
   stats.merge_operator = std::make_shared<CounterAddOperator>();
   families.emplace_back(kStats, stats);
 
@@ -317,6 +360,21 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   impl->counters = impl->handles[4];
   impl->docs = impl->handles[5];
   impl->stats = impl->handles[6];
+  {
+    std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(rocksdb::ReadOptions(), impl->meta));
+    const auto prefix = detail::LinkDictionary::kPrefix;
+    for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
+         it->Valid() && it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size()));
+         it->Next()) {
+      if (!impl->dict.load(it->key().ToStringView(), it->value().ToStringView())) {
+        throw StartupError("store: corrupt link dictionary entry in " + options.data_dir);
+      }
+    }
+    if (!it->status().ok()) {
+      throw StartupError("store: cannot read " + options.data_dir + ": " +
+                         it->status().ToString());
+    }
+  }
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 
@@ -374,6 +432,7 @@ ClickBatch Store::make_click_batch() const {
   b.impl_->clicks = impl_->clicks;
   b.impl_->visitor = impl_->visitor;
   b.impl_->counters = impl_->counters;
+  b.impl_->dict = &impl_->dict;
   return b;
 }
 
@@ -381,11 +440,36 @@ ErrorCode Store::write_clicks(ClickBatch& batch, bool sync) {
   if (impl_->out_of_space()) {
     return make_error_code(Errc::kNoSpace);
   }
-  batch.impl_->emit_counters();
+  auto& b = *batch.impl_;
+  b.emit_counters();
+  if (!b.unstored_numbers.empty()) {
+    // The dictionary entries go into the clicks' own atomic write. Without the WAL (bulk load)
+    // the families are flushed separately, so the entries are written and synced first instead:
+    // an entry no click names is harmless, a click naming a missing entry would be corrupt.
+    rocksdb::WriteBatch entries;
+    rocksdb::WriteBatch& target = impl_->bulk ? entries : b.wb;
+    for (std::uint32_t n : b.unstored_numbers) {
+      const auto* e = impl_->dict.find(n);
+      target.Put(impl_->meta, detail::LinkDictionary::key(n), e->text).PermitUncheckedError();
+    }
+    if (impl_->bulk) {
+      rocksdb::WriteOptions synced;
+      synced.sync = true;
+      if (auto ec = impl_->written(impl_->db->Write(synced, &entries))) {
+        return ec;
+      }
+    }
+  }
   rocksdb::WriteOptions wo;
   wo.sync = sync && !impl_->bulk;
   wo.disableWAL = impl_->bulk;
-  return impl_->written(impl_->db->Write(wo, &batch.impl_->wb));
+  auto ec = impl_->written(impl_->db->Write(wo, &b.wb));
+  if (!ec) {
+    for (std::uint32_t n : b.unstored_numbers) {
+      impl_->dict.mark_durable(n);
+    }
+  }
+  return ec;
 }
 
 // After a failed write RocksDB's WAL writer keeps the error, and a sync of that writer trips an
@@ -418,7 +502,7 @@ Result<std::uint64_t> Store::scan_clicks(std::uint64_t from_ms,
     if (id->ts_ms() >= to_ms) {
       break;
     }
-    auto c = decode_click(*id, it->value().ToStringView());
+    auto c = detail::decode_stored_click(*id, it->value().ToStringView(), impl_->dict);
     if (!c) {
       ++corrupt;
       continue;
@@ -442,7 +526,7 @@ Result<std::optional<ClickRecord>> Store::get_click(const ClickId& id) const {
   if (!s.ok()) {
     return to_error(s);
   }
-  auto c = decode_click(id, value);
+  auto c = detail::decode_stored_click(id, value, impl_->dict);
   if (!c) {
     return c.error();
   }
@@ -503,7 +587,10 @@ ErrorCode Store::scan_visitor(std::uint64_t visitor_hash,
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->visitor));
   for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     auto key = it->key();
-    if (key.size() != 16 + kClickIdBytes) {
+    // Format 1 keys end in the whole click id (and their values carry the text); format 2 keys
+    // end in the id after its 6 time bytes, which equal ts_ms (values carry a dictionary number).
+    bool format2 = key.size() == 16 + kClickIdBytes - 6;
+    if (key.size() != 16 + kClickIdBytes && !format2) {
       continue;
     }
     VisitorClick vc;
@@ -511,14 +598,29 @@ ErrorCode Store::scan_visitor(std::uint64_t visitor_hash,
     if (vc.ts_ms > to_ms) {
       break;
     }
-    std::memcpy(vc.id.bytes.data(), key.data() + 16, kClickIdBytes);
+    if (format2) {
+      std::memcpy(vc.id.bytes.data(), key.data() + 10, 6);  // the low 6 bytes of ts_ms
+      std::memcpy(vc.id.bytes.data() + 6, key.data() + 16, kClickIdBytes - 6);
+    } else {
+      std::memcpy(vc.id.bytes.data(), key.data() + 16, kClickIdBytes);
+    }
     std::string_view v = it->value().ToStringView();
     if (v.empty() || static_cast<unsigned char>(v[0]) >= kReasonCount) {
       continue;
     }
     vc.reason = static_cast<ClickReason>(v[0]);
     v.remove_prefix(1);
-    if (!get_short(v, vc.program) || !get_short(v, vc.referrer_id) || !get_short(v, vc.code)) {
+    if (format2) {
+      std::uint32_t number = 0;
+      const detail::LinkDictionary::Entry* e = nullptr;
+      if (!detail::get_varint(v, number) || (e = impl_->dict.find(number)) == nullptr) {
+        continue;
+      }
+      vc.program = e->program;
+      vc.referrer_id = e->referrer_id;
+      vc.code = e->code;
+    } else if (!get_short(v, vc.program) || !get_short(v, vc.referrer_id) ||
+               !get_short(v, vc.code)) {
       continue;
     }
     if (!fn(vc)) {
@@ -671,6 +773,16 @@ std::uint64_t Store::int_property(std::string_view name) const {
 
 std::uint64_t Store::live_sst_bytes() const {
   return int_property("rocksdb.live-sst-files-size");
+}
+
+std::vector<std::pair<std::string, std::uint64_t>> Store::family_sst_bytes() const {
+  std::vector<std::pair<std::string, std::uint64_t>> out;
+  for (auto* h : impl_->handles) {
+    std::uint64_t v = 0;
+    impl_->db->GetIntProperty(h, "rocksdb.live-sst-files-size", &v);
+    out.emplace_back(h->GetName(), v);
+  }
+  return out;
 }
 
 ErrorCode Store::compact_all() {

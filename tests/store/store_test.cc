@@ -14,6 +14,7 @@
 #include "earnd/common/click.h"
 #include "earnd/common/click_id.h"
 #include "earnd/common/error.h"
+#include "click_format.h"  // the store module's private codec
 
 namespace earnd::store {
 namespace {
@@ -318,6 +319,143 @@ TEST_F(StoreTest, CompactAllLeavesLiveSstFiles) {
 
 TEST_F(StoreTest, ProbeWriteSucceeds) {
   EXPECT_FALSE(store_->probe_write());
+}
+
+// Clicks name (program, referrer, code) by a dictionary number (docs/storage.md, format 2): the
+// text read back, from the record and from the visitor index, is the text written, after a
+// reopen too, and each distinct triple is stored once.
+TEST_F(StoreTest, ClicksReadBackTheirProgramReferrerAndCodeThroughTheDictionary) {
+  std::vector<ClickRecord> clicks;
+  for (int i = 0; i < 30; ++i) {
+    ClickRecord c = click(kDayStartMs + 1000 * i, "code" + std::to_string(i % 3));
+    c.program = i % 2 ? "acme" : "globex";
+    c.referrer_id = "rf_" + std::to_string(i % 5);
+    c.visitor_hash = 42;
+    c.referer_host = i % 4 ? "" : "news.example.org";
+    c.unique = i % 7 != 0;
+    c.reason = i % 6 ? ClickReason::kHuman : ClickReason::kBotUa;
+    clicks.push_back(c);
+  }
+  write({clicks.begin(), clicks.begin() + 10});
+  write({clicks.begin() + 10, clicks.end()});
+  std::size_t entries = 0;
+  store_->scan_meta("n/", [&](std::string_view, std::string_view) {
+    ++entries;
+    return true;
+  });
+  EXPECT_EQ(entries, 30u);  // i % 2, i % 5 and i % 3 together repeat every 30 clicks
+
+  store_.reset();
+  store_ = open(OpenMode::kReadWrite);
+  for (const auto& want : clicks) {
+    auto got = store_->get_click(want.id);
+    ASSERT_TRUE(got && *got);
+    EXPECT_EQ((*got)->program, want.program);
+    EXPECT_EQ((*got)->referrer_id, want.referrer_id);
+    EXPECT_EQ((*got)->code, want.code);
+    EXPECT_EQ((*got)->referer_host, want.referer_host);
+    EXPECT_EQ((*got)->ts_ms, want.ts_ms);
+    EXPECT_EQ((*got)->visitor_hash, want.visitor_hash);
+    EXPECT_EQ((*got)->unique, want.unique);
+    EXPECT_EQ((*got)->reason, want.reason);
+  }
+  std::size_t n = 0;
+  ASSERT_FALSE(store_->scan_visitor(42, 0, UINT64_MAX, [&](const VisitorClick& vc) {
+    EXPECT_EQ(vc.id, clicks[n].id);
+    EXPECT_EQ(vc.ts_ms, clicks[n].ts_ms);
+    EXPECT_EQ(vc.reason, clicks[n].reason);
+    EXPECT_EQ(vc.program, clicks[n].program);
+    EXPECT_EQ(vc.referrer_id, clicks[n].referrer_id);
+    EXPECT_EQ(vc.code, clicks[n].code);
+    ++n;
+    return true;
+  }));
+  EXPECT_EQ(n, clicks.size());
+
+  // A new click on a known triple adds no entry.
+  write({click(kDayStartMs + 99'000, "code0")});
+  std::size_t after = 0;
+  store_->scan_meta("n/", [&](std::string_view, std::string_view) {
+    ++after;
+    return true;
+  });
+  EXPECT_EQ(after, 30u);  // acme/rf_1/code0 is click 21's triple
+}
+
+// A batch that named a new triple but was never written leaves the entry unstored, so the next
+// batch naming it writes it: no stored click may name a number the store does not have.
+TEST_F(StoreTest, DictionaryEntryOfAnUnwrittenBatchIsWrittenByTheNextBatch) {
+  ClickRecord first = click(kDayStartMs, "lost01");
+  {
+    ClickBatch dropped = store_->make_click_batch();
+    dropped.add(first);
+  }  // never written
+  ClickRecord second = click(kDayStartMs + 5, "lost01");
+  write({second});
+  store_.reset();
+  store_ = open(OpenMode::kReadWrite);
+  auto got = store_->get_click(second.id);
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->code, "lost01");
+  EXPECT_FALSE(store_->get_click(first.id).value().has_value());
+}
+
+// A click whose ts_ms differs from its id's time (the id layout allows it) keeps its own time in
+// both families, and a visitor's scan merges such entries with the others in time order.
+TEST_F(StoreTest, ClickWithItsOwnTimeKeepsItAndScansInTimeOrder) {
+  ClickRecord own = click(kDayStartMs + 500);
+  own.id = make_click_id(kDayStartMs + 9'999, 3);
+  own.visitor_hash = 7;
+  ClickRecord before = click(kDayStartMs + 100);
+  before.visitor_hash = 7;
+  ClickRecord after = click(kDayStartMs + 900);
+  after.visitor_hash = 7;
+  write({after, own, before});
+  auto got = store_->get_click(own.id);
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->ts_ms, kDayStartMs + 500);
+  std::vector<std::uint64_t> times;
+  std::vector<ClickId> ids;
+  ASSERT_FALSE(store_->scan_visitor(7, 0, UINT64_MAX, [&](const VisitorClick& vc) {
+    times.push_back(vc.ts_ms);
+    ids.push_back(vc.id);
+    EXPECT_EQ(vc.code, "summer24");
+    return true;
+  }));
+  EXPECT_EQ(times, (std::vector<std::uint64_t>{kDayStartMs + 100, kDayStartMs + 500,
+                                               kDayStartMs + 900}));
+  EXPECT_EQ(ids, (std::vector<ClickId>{before.id, own.id, after.id}));
+}
+
+// Records written in format 1 (before the dictionary) still read back; format 2 records need
+// their dictionary entry.
+TEST_F(StoreTest, DecodesBothRecordFormats) {
+  ClickRecord c = click(kDayStartMs);
+  detail::LinkDictionary dict;
+  std::string v1;
+  encode_click(c, v1);
+  auto one = detail::decode_stored_click(c.id, v1, dict);
+  ASSERT_TRUE(one.has_value());
+  EXPECT_EQ(one->code, "summer24");
+  EXPECT_EQ(one->referer_host, "news.example.org");
+
+  std::string v2;
+  detail::encode_click_v2(c, 300, v2);
+  EXPECT_LT(v2.size(), v1.size());
+  EXPECT_FALSE(detail::decode_stored_click(c.id, v2, dict).has_value());  // no entry 300
+  for (std::uint32_t n = 0; n <= 300; ++n) {
+    std::string text = detail::LinkDictionary::text_of("acme", "rf_" + std::to_string(n), "summer24");
+    ASSERT_EQ(dict.number_for(text).first, n);
+  }
+  auto two = detail::decode_stored_click(c.id, v2, dict);
+  ASSERT_TRUE(two.has_value());
+  EXPECT_EQ(two->referrer_id, "rf_300");
+  EXPECT_EQ(two->ts_ms, c.ts_ms);
+  EXPECT_EQ(two->visitor_hash, c.visitor_hash);
+  EXPECT_EQ(two->referer_host, "news.example.org");
+  for (std::size_t cut = 0; cut < v2.size(); ++cut) {
+    EXPECT_FALSE(detail::decode_stored_click(c.id, v2.substr(0, cut), dict).has_value()) << cut;
+  }
 }
 
 TEST(DayOfTest, CountsUtcDays) {

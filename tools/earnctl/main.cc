@@ -152,7 +152,11 @@ int store_stats(const std::string& dir, bool compact) {
   std::uint64_t bytes = store->live_sst_bytes();
   std::cout << "clicks=" << clicks << " sst_bytes=" << bytes << " bytes_per_click="
             << (clicks ? static_cast<double>(bytes) / static_cast<double>(clicks) : 0.0)
-            << " compacted=" << (compact ? "yes" : "no") << "\n";
+            << " compacted=" << (compact ? "yes" : "no");
+  for (const auto& [family, family_bytes] : store->family_sst_bytes()) {
+    std::cout << " sst_bytes." << family << "=" << family_bytes;
+  }
+  std::cout << "\n";
   return 0;
 }
 

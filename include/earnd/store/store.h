@@ -189,6 +189,8 @@ class Store {
   std::uint64_t int_property(std::string_view name) const;
   // Bytes of SST files of the clicks families, and a full compaction (for bytes-per-click).
   std::uint64_t live_sst_bytes() const;
+  // The same per column family, by family name (every family, in the store's order).
+  std::vector<std::pair<std::string, std::uint64_t>> family_sst_bytes() const;
   [[nodiscard]] ErrorCode compact_all();
   // Writes a probe key to check that storage accepts writes (/readyz).
   [[nodiscard]] ErrorCode probe_write();
