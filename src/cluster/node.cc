@@ -10,6 +10,7 @@
 #include <random>
 #include <thread>
 
+#include <boost/json.hpp>
 #include <nats/nats.h>
 #include <openssl/sha.h>
 
@@ -1123,11 +1124,49 @@ std::optional<std::string> Node::claim(std::string_view program,
   return stored;
 }
 
+Role Node::role() const {
+  return impl_->opt.role;
+}
+
+std::uint32_t Node::shard_count() const {
+  return impl_->opt.shard_count;
+}
+
+std::string status_json(const Status& st, Role role, std::uint32_t shard_count) {
+  boost::json::object o;
+  o["node_id"] = st.node_id;
+  o["role"] = role == Role::kEdge ? "edge" : role == Role::kWorker ? "worker" : "both";
+  o["connected"] = st.connected;
+  o["connected_url"] = st.connected_url;
+  o["ready"] = st.ready;
+  o["spool_depth"] = st.spool_depth;
+  o["forwarded"] = st.forwarded;
+  o["forward_lag_s"] = st.forward_lag_s;
+  o["applied_seq"] = st.applied_seq;
+  o["indexed"] = st.indexed;
+  o["index_lag_ms_last"] = st.index_lag_ms_last;
+  o["shard_count"] = shard_count;
+  boost::json::array held;
+  for (auto s : st.held_shards)
+    held.push_back(s);
+  o["held_shards"] = std::move(held);
+  boost::json::array workers;
+  for (const auto& w : st.live_workers)
+    workers.push_back(boost::json::string(w));
+  o["live_workers"] = std::move(workers);
+  return boost::json::serialize(o);
+}
+
 Status Node::status() const {
   const Impl& i = *impl_;
   Status st;
   st.node_id = i.opt.node_id;
   st.connected = i.nc != nullptr && natsConnection_Status(i.nc) == NATS_CONN_STATUS_CONNECTED;
+  if (st.connected) {
+    char url[256] = {};
+    if (natsConnection_GetConnectedUrl(i.nc, url, sizeof(url)) == NATS_OK)
+      st.connected_url = url;
+  }
   st.ready = i.ready.load();
   std::uint64_t fwd = i.forwarded_seq.load();
   st.spool_depth = i.sink->next_seq() - 1 - fwd;

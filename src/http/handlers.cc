@@ -268,6 +268,12 @@ Reply route_admin(Services& s,
   if (seg.size() == 1 && seg[0] == "metrics" && verb == V::get) {
     return {200, "text/plain; version=0.0.4", s.metrics.render(), {}};
   }
+  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "status" && verb == V::get) {
+    if (!s.cluster_status) {
+      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
+    }
+    return {200, "application/json", s.cluster_status(), {}};
+  }
   return json_error(404, "not_found", "no such admin route");
 }
 

@@ -221,6 +221,10 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
         .ledger = *ledger,
         .outbox = outbox.get(),
         .visitor_secret = secret,
+        .cluster_status = node ? std::function<std::string()>([n = node.get()] {
+          return cluster::status_json(n->status(), n->role(), n->shard_count());
+        })
+                               : std::function<std::string()>(),
     });
     if (configured_base.empty() && pub_port == 0) {
       catalog->set_public_base_url(base_url(cfg, server->public_address()));

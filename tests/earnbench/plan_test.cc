@@ -89,6 +89,20 @@ TEST(PlanTest, TextSaysWhereItCameFromAndWhatWasAssumed) {
   EXPECT_NE(text.find("10,000 req/s per core"), std::string::npos) << text;
   EXPECT_NE(text.find("219.0 GB"), std::string::npos) << text;  // 3.65e9 x 40 B x 1.5.
   EXPECT_EQ(human_bytes(1.5e11), "150.0 GB");
+  EXPECT_NE(text.find("before compression"), std::string::npos) << text;
+}
+
+// A bytes-per-click figure measured on disk replaces the run's pre-compression one.
+TEST(PlanTest, DiskUsesTheGivenOnDiskBytesPerClick) {
+  PlanRequest req{.clicks_per_day = 10'000'000, .peak_factor = 3, .retention_days = 365};
+  req.disk_bytes_per_click = 50;
+  MeasuredRun run = measured();
+  Plan plan = make_plan(req, run);
+  ASSERT_TRUE(plan.disk_bytes.has_value());
+  EXPECT_DOUBLE_EQ(*plan.disk_bytes, 3.65e9 * 50 * 1.5);
+  std::string text = plan_text(req, run, plan);
+  EXPECT_NE(text.find("273.8 GB"), std::string::npos) << text;
+  EXPECT_NE(text.find("on disk after compaction, as given"), std::string::npos) << text;
 }
 
 }  // namespace

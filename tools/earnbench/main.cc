@@ -377,6 +377,10 @@ void add_plan_options(CLI::App& plan, PlanFlags& p) {
   plan.add_option("--memory-headroom", p.request.memory_headroom,
                   "Factor over the measured resident set")
       ->capture_default_str();
+  plan.add_option("--disk-bytes-per-click", p.request.disk_bytes_per_click,
+                  "Bytes on disk per click after compaction (earnctl stats --compact); default: "
+                  "the run's bytes before compression")
+      ->check(CLI::PositiveNumber);
 }
 
 }  // namespace

@@ -77,8 +77,8 @@ Plan make_plan(const PlanRequest& req, const MeasuredRun& run) {
   if (run.rss_bytes) {
     p.memory_bytes = *run.rss_bytes * req.memory_headroom;
   }
-  if (run.bytes_per_click) {
-    p.disk_bytes = p.stored_clicks * *run.bytes_per_click * req.disk_headroom;
+  if (auto per_click = req.disk_bytes_per_click ? req.disk_bytes_per_click : run.bytes_per_click) {
+    p.disk_bytes = p.stored_clicks * *per_click * req.disk_headroom;
   }
   return p;
 }
@@ -121,9 +121,16 @@ std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan
   } else {
     out += "  memory       n/a: the run has no server RSS (rerun earnbench with --server-pid)\n";
   }
-  if (p.disk_bytes) {
+  if (p.disk_bytes && req.disk_bytes_per_click) {
     out += fmt::format(
-        "  disk         {}  ({} stored clicks x {:.1f} B per click x {} headroom)\n",
+        "  disk         {}  ({} stored clicks x {:.1f} B per click on disk after compaction, as "
+        "given, x {} headroom)\n",
+        human_bytes(*p.disk_bytes), group_digits(p.stored_clicks), *req.disk_bytes_per_click,
+        req.disk_headroom);
+  } else if (p.disk_bytes) {
+    out += fmt::format(
+        "  disk         {}  ({} stored clicks x {:.1f} B per click handed to RocksDB, before "
+        "compression, x {} headroom)\n",
         human_bytes(*p.disk_bytes), group_digits(p.stored_clicks), *run.bytes_per_click,
         req.disk_headroom);
   } else {
@@ -142,12 +149,17 @@ std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan
       "\nAssumed:\n"
       "  - CPU per click stays what the run measured, so cores scale linearly with the rate, and "
       "the\n    peak may use {:.0f}% of each core;\n"
-      "  - bytes per click are what earnd handed to RocksDB per stored click in that run (before\n"
-      "    compression and compaction), x{} for compaction, the write-ahead log and free space;\n"
+      "  - bytes per click are {}, x{} for compaction, the write-ahead log and free space;\n"
       "  - memory does not grow with the number of stored clicks (earnd's design), so the RSS "
       "measured\n    at the end of the run, x{}, covers any retention;\n"
       "  - another machine, durability setting or traffic mix needs a run of its own.\n",
-      req.target_utilization * 100, req.disk_headroom, req.memory_headroom);
+      req.target_utilization * 100,
+      req.disk_bytes_per_click
+          ? "the on-disk figure given with --disk-bytes-per-click"
+          : "what earnd handed to RocksDB per stored click in that run (before\n    compression "
+            "and compaction: an upper bound; pass --disk-bytes-per-click from\n    `earnctl stats "
+            "--compact` on your own data for the real figure)",
+      req.disk_headroom, req.memory_headroom);
   return out;
 }
 

@@ -17,6 +17,10 @@ struct PlanRequest {
   double target_utilization = 0.7;  // Share of each core the plan lets the peak use (assumed).
   double disk_headroom = 1.5;     // Compaction, write-ahead log and free space (assumed).
   double memory_headroom = 1.5;   // Over the measured resident set (assumed).
+  // Bytes on disk per stored click measured after compaction (earnctl stats --compact) on data
+  // like the user's; when set, the disk line uses it instead of the run's bytes handed to
+  // RocksDB, which are before compression and so an upper bound.
+  std::optional<double> disk_bytes_per_click;
 };
 
 // The figures of an earlier run that the plan scales from.

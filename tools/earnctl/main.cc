@@ -540,6 +540,13 @@ int main(int argc, char** argv) {
     rc = call(remote, "PATCH", "/v1/links/" + query_escape(id), read_json_arg(json_arg));
   });
 
+  // scale-out mode
+  auto* cluster = app.add_subcommand("cluster", "scale-out mode (docs/scale-out.md)");
+  cluster->require_subcommand(1);
+  auto* cluster_status = cluster->add_subcommand(
+      "status", "this node's cluster status: spool, forward and index lag, shards held, workers");
+  cluster_status->callback([&] { rc = call(remote, "GET", "/v1/cluster/status"); });
+
   // store stats
   auto* stats = app.add_subcommand("stats", "clicks and bytes on disk of a stopped server's data");
   bool compact = false;

@@ -78,6 +78,7 @@ std::vector<std::string> split_urls(std::string_view text);
 struct Status {
   std::string node_id;
   bool connected = false;
+  std::string connected_url;            // the NATS server this node's connection is on
   bool ready = false;                   // streams and buckets exist
   std::uint64_t spool_depth = 0;        // clicks stored here and not yet acknowledged by the stream
   std::uint64_t forwarded = 0;          // clicks acknowledged by the stream since start
@@ -88,6 +89,9 @@ struct Status {
   std::vector<std::uint32_t> held_shards;
   std::vector<std::string> live_workers;
 };
+
+// The status as the JSON object GET /v1/cluster/status answers (docs/scale-out.md).
+std::string status_json(const Status& st, Role role, std::uint32_t shard_count);
 
 class Node {
  public:
@@ -126,6 +130,8 @@ class Node {
                                    std::string_view body);
 
   Status status() const;
+  Role role() const;
+  std::uint32_t shard_count() const;
 
  private:
   struct Impl;

@@ -6,6 +6,7 @@
 // of its own, so that slow admin writes never delay a redirect.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -54,6 +55,9 @@ struct Services {
   rewards::Ledger& ledger;
   webhooks::Outbox* outbox;  // null when webhooks are off
   std::string visitor_secret;
+  // Scale-out mode only: this node's cluster status as a JSON object (GET /v1/cluster/status).
+  // Empty in single-node mode, where that route answers 404 cluster_off.
+  std::function<std::string()> cluster_status = {};
 };
 
 class Server {

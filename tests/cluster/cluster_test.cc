@@ -1,0 +1,447 @@
+// Scale-out mode against the 3-node NATS JetStream fixture of ../shared/cluster (started by the
+// ctest fixture `nats`, see CMakeLists.txt): two real earnd processes with --cluster on loopback,
+// links shared between them, a conversion on one edge for a click made on the other, and NATS
+// servers killed by pid under load (the stream's leader, a follower, and the server an edge is
+// connected to) with every click answered 302 checked to be in exactly one worker's index.
+// The stream and buckets persist across the tests of one run, so each test uses its own
+// program and checks only its own clicks. Run through ctest (which starts the fixture):
+// ctest -L cluster.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include "../integration/earnd_process.h"
+#include "../integration/http_client.h"
+
+namespace earnd::integration {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr std::string_view kAdminKey = "cluster-test-admin-key-0123456789";
+constexpr std::string_view kUa = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 Safari/537.36";
+
+// A JSON number as an integer; a non-fatal failure (and -1) for anything else.
+std::int64_t num(const json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_uint64()) return static_cast<std::int64_t>(v.get_uint64());
+  if (v.is_double()) return static_cast<std::int64_t>(v.get_double());
+  ADD_FAILURE() << "not a number: " << json::serialize(v);
+  return -1;
+}
+
+const json::array& arr(const json::value& v) {
+  static const json::array empty;
+  if (!v.is_array()) {
+    ADD_FAILURE() << "not an array: " << json::serialize(v);
+    return empty;
+  }
+  return v.get_array();
+}
+
+std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// One earnd node in scale-out mode, on its own data directory.
+struct Node {
+  explicit Node(const std::string& name, const TempDir& dir, const std::string& urls)
+      : data(dir.path() / name) {
+    std::filesystem::create_directories(data);
+    process = std::make_unique<EarndProcess>(EarndOptions{
+        .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
+        .data_dir = data / "db",
+        .log_file = data / "earnd.log",
+        .admin_key = std::string(kAdminKey),
+        .extra_args = {"--cluster", urls},
+    });
+  }
+
+  HttpResponse admin(std::string_view method, std::string_view target, std::string_view body = {}) {
+    HttpConnection c(process->admin_endpoint());
+    Headers h{{"Authorization", "Bearer " + std::string(kAdminKey)}};
+    if (!body.empty()) {
+      h.emplace_back("Content-Type", "application/json");
+    }
+    return c.request(method, target, h, body);
+  }
+
+  json::object status() {
+    auto r = admin("GET", "/v1/cluster/status");
+    EXPECT_EQ(r.status, 200) << r.body;
+    json::error_code ec;
+    auto v = json::parse(r.body, ec);
+    return !ec && v.is_object() ? v.as_object() : json::object();
+  }
+
+  // `earnctl export clicks --data-dir` (read-only, the server stopped): the click ids of the
+  // shards this node's worker held.
+  std::vector<std::string> exported_ids(const TempDir& scratch) {
+    auto r = run_command({(std::filesystem::path(EARND_BIN_DIR) / "earnctl").string(), "export",
+                          "clicks", "--data-dir", (data / "db").string()},
+                         scratch.path(), 60s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> ids;
+    std::istringstream in(r.out);
+    std::string line;
+    std::getline(in, line);  // header
+    while (std::getline(in, line)) {
+      ids.push_back(line.substr(0, line.find(',')));
+    }
+    return ids;
+  }
+
+  std::filesystem::path data;
+  std::unique_ptr<EarndProcess> process;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    urls_ = EARND_TEST_NATS_URLS;
+    nats_sh_ = EARND_TEST_NATS_SH;
+    nats_base_ = EARND_TEST_NATS_BASE;
+    ::setenv("NATS_PORT_OFFSET", EARND_TEST_NATS_OFFSET, 1);  // for nats-cluster.sh kill/start-node
+    program_ = "c" + std::to_string(::getpid()) + "-" +
+               ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (auto& c : program_) {
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    program_.erase(std::remove_if(program_.begin(), program_.end(),
+                                  [](char c) { return !std::isalnum(static_cast<unsigned char>(c)) && c != '-'; }),
+                   program_.end());
+    program_ = program_.substr(0, 40);
+    code_ = "k" + std::to_string(::getpid() % 100000) + std::to_string(++counter_);
+  }
+
+  void TearDown() override {
+    // Every NATS node up again for the next test, whatever this one did.
+    for (const char* n : {"n1", "n2", "n3"}) {
+      (void)nats("start-node", n);
+    }
+  }
+
+  CommandResult nats(const std::string& verb, const std::string& node = {}) {
+    std::vector<std::string> argv{"/bin/bash", nats_sh_, verb, nats_base_};
+    if (!node.empty()) {
+      argv.push_back(node);
+    }
+    return run_command(argv, scratch_.path(), 60s);
+  }
+
+  // The NATS server name ("n1".."n3") leading the click stream, from the monitor endpoints.
+  std::string click_stream_leader() {
+    auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (int port : monitor_ports()) {
+        auto r = run_command({"/usr/bin/curl", "-fsS", "--max-time", "2",
+                              "http://127.0.0.1:" + std::to_string(port) +
+                                  "/jsz?accounts=true&streams=true"},
+                             scratch_.path(), 5s);
+        if (r.exit_code != 0) {
+          continue;
+        }
+        json::error_code ec;
+        auto v = json::parse(r.out, ec);
+        if (ec || !v.is_object()) {
+          continue;
+        }
+        const auto* accounts = v.as_object().if_contains("account_details");
+        if (accounts == nullptr || !accounts->is_array()) {
+          continue;
+        }
+        for (const auto& a : accounts->as_array()) {
+          const auto* streams = a.as_object().if_contains("stream_detail");
+          if (streams == nullptr || !streams->is_array()) {
+            continue;
+          }
+          for (const auto& s : streams->as_array()) {
+            const auto& so = s.as_object();
+            if (so.at("name").as_string() != "EARND_CLICKS") {
+              continue;
+            }
+            const auto* cl = so.if_contains("cluster");
+            if (cl && cl->is_object() && cl->as_object().if_contains("leader")) {
+              std::string leader(cl->as_object().at("leader").as_string());
+              if (!leader.empty()) {
+                return leader;
+              }
+            }
+          }
+        }
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    return {};
+  }
+
+  std::vector<int> monitor_ports() const {
+    int offset = std::atoi(env("NATS_PORT_OFFSET").c_str());
+    return {8222 + offset, 8223 + offset, 8224 + offset};
+  }
+
+  // The fixture's node name for a nats://127.0.0.1:PORT URL.
+  std::string node_of_url(const std::string& url) const {
+    int offset = std::atoi(env("NATS_PORT_OFFSET").c_str());
+    auto port = std::atoi(url.substr(url.rfind(':') + 1).c_str()) - offset;
+    return port >= 4222 && port <= 4224 ? "n" + std::to_string(port - 4221) : "";
+  }
+
+  void make_program(Node& on) {
+    auto r = on.admin("POST", "/v1/programs",
+                      R"({"id":")" + program_ + R"(","name":"Cluster","currency":"USD",
+                          "destination":"https://shop.example.com/","allowed_hosts":["shop.example.com"],
+                          "attribution":{"model":"last_click","window_days":30,"cookie_days":30,"dedupe_minutes":60},
+                          "rewards":[],"hold_days":0})");
+    ASSERT_EQ(r.status, 201) << r.body;
+    program_key_ = std::string(json::parse(r.body).as_object().at("program_key").as_string());
+    r = on.admin("POST", "/v1/programs/" + program_ + "/referrers",
+                 R"({"external_id":"u_1","name":"Ana","code":")" + code_ + R"("})");
+    ASSERT_EQ(r.status, 201) << r.body;
+  }
+
+  // Waits until a link answers `status` on node; the time it took, or nullopt after the deadline.
+  std::optional<std::chrono::milliseconds> await_link(Node& on, int status,
+                                                      std::chrono::milliseconds deadline) {
+    auto start = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - start < deadline) {
+      HttpConnection c(on.process->public_endpoint());
+      if (c.request("GET", "/r/" + code_, {{"User-Agent", std::string(kUa)}}).status == status) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - start);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return std::nullopt;
+  }
+
+  // Clicks from `threads` connections over both nodes, `per_thread` each, calling at(n) when the
+  // n-th acknowledged click (1-based) arrives; returns the ids answered 302.
+  std::vector<std::string> load(Node& a, Node& b, int threads, int per_thread,
+                                const std::function<void(std::size_t)>& at) {
+    std::mutex mu;
+    std::vector<std::string> acked;
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        Node& n = t % 2 ? b : a;
+        auto conn = std::make_unique<HttpConnection>(n.process->public_endpoint(), 5s);
+        for (int i = 0; i < per_thread; ++i) {
+          auto r = conn->request("GET", "/r/" + code_,
+                                 {{"User-Agent", std::string(kUa) + " t" + std::to_string(t) + "-" +
+                                                     std::to_string(i)}});
+          if (r.status == 0) {
+            conn = std::make_unique<HttpConnection>(n.process->public_endpoint(), 5s);
+            continue;
+          }
+          auto loc = r.header("Location").value_or("");
+          auto p = loc.find("earnd_cid=");
+          if (r.status != 302 || p == std::string::npos) {
+            continue;
+          }
+          std::string id = loc.substr(p + 10, 26);
+          std::size_t nth;
+          {
+            std::lock_guard lock(mu);
+            acked.push_back(id);
+            nth = acked.size();
+          }
+          at(nth);
+        }
+      });
+    }
+    for (auto& t : ts) {
+      t.join();
+    }
+    return acked;
+  }
+
+  // Stops both nodes (SIGTERM: spool and index drained), then checks that every acknowledged
+  // click is in exactly one worker's export, and no click id appears twice anywhere.
+  void expect_each_acked_click_once(Node& a, Node& b, const std::vector<std::string>& acked) {
+    EXPECT_EQ(a.process->stop(30s), 0);
+    EXPECT_EQ(b.process->stop(30s), 0);
+    std::map<std::string, int> seen;
+    for (Node* n : {&a, &b}) {
+      for (const auto& id : n->exported_ids(scratch_)) {
+        ++seen[id];
+      }
+    }
+    std::size_t missing = 0;
+    std::size_t twice = 0;
+    for (const auto& id : acked) {
+      auto it = seen.find(id);
+      if (it == seen.end()) {
+        ++missing;
+      }
+    }
+    for (const auto& [id, n] : seen) {
+      twice += n > 1 ? 1 : 0;
+    }
+    EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged clicks";
+    EXPECT_EQ(twice, 0u);
+    std::printf("[ cluster ] acknowledged %zu, in the workers' exports %zu (all tests' clicks), "
+                "missing %zu, twice %zu\n",
+                acked.size(), seen.size(), missing, twice);
+  }
+
+  // Two rounds under one load: the victim (picked again each round, as the cluster changes) is
+  // killed after 500 and 1,700 acknowledged clicks and started again after 1,100 and at the end.
+  void kill_under_load(const std::function<std::string(Node&, Node&)>& pick_victim) {
+    Node a("a", scratch_, urls_);
+    Node b("b", scratch_, urls_);
+    ASSERT_EQ(a.process->start(), "");
+    ASSERT_EQ(b.process->start(), "");
+    ASSERT_NO_FATAL_FAILURE(make_program(a));
+    ASSERT_TRUE(await_link(b, 302, 5s)) << "the link did not reach node b";
+    std::mutex mu;
+    std::vector<std::string> victims;
+    auto acked = load(a, b, 4, 600, [&](std::size_t n) {
+      if (n != 500 && n != 1100 && n != 1700) {
+        return;
+      }
+      std::lock_guard lock(mu);
+      if (n == 1100) {
+        auto r = nats("start-node", victims.back());
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return;
+      }
+      std::string victim = pick_victim(a, b);
+      EXPECT_FALSE(victim.empty());
+      auto r = nats("kill", victim);
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      victims.push_back(victim);
+    });
+    ASSERT_EQ(victims.size(), 2u);
+    EXPECT_GT(acked.size(), 2000u);  // redirects kept answering through the kills
+    ASSERT_EQ(nats("start-node", victims.back()).exit_code, 0);
+    // Both spools forwarded before the stop (the stop drains too, bounded by its timeout).
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto sa = a.status();
+      auto sb = b.status();
+      if (num(sa["spool_depth"]) == 0 && num(sb["spool_depth"]) == 0) {
+        break;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    std::printf("[ cluster ] killed NATS servers %s then %s under load\n", victims[0].c_str(),
+                victims[1].c_str());
+    expect_each_acked_click_once(a, b, acked);
+  }
+
+  static inline int counter_ = 0;
+  TempDir scratch_;
+  std::string urls_, nats_sh_, nats_base_, program_, program_key_, code_;
+};
+
+TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEdge) {
+  Node a("a", scratch_, urls_);
+  Node b("b", scratch_, urls_);
+  ASSERT_EQ(a.process->start(), "");
+  ASSERT_EQ(b.process->start(), "");
+  ASSERT_NO_FATAL_FAILURE(make_program(a));
+  auto reached = await_link(b, 302, 5s);
+  ASSERT_TRUE(reached) << "a link made on node a did not redirect on node b";
+
+  HttpConnection c(b.process->public_endpoint());
+  auto click = c.request("GET", "/r/" + code_, {{"User-Agent", std::string(kUa)}});
+  ASSERT_EQ(click.status, 302);
+  auto loc = click.header("Location").value_or("");
+  std::string cid = loc.substr(loc.find("earnd_cid=") + 10, 26);
+  HttpConnection ca(a.process->public_endpoint());
+  char now[32];
+  std::time_t t = std::time(nullptr);
+  std::strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  std::string body = R"({"event_id":"ord_1","type":"sale","click_id":")" + cid +
+                     R"(","amount_minor":1000,"currency":"USD","occurred_at":")" + now + R"("})";
+  auto conv = ca.request("POST", "/v1/conversions",
+                         {{"Authorization", "Bearer " + program_key_},
+                          {"Content-Type", "application/json"}},
+                         body);
+  ASSERT_EQ(conv.status, 201) << conv.body;
+  EXPECT_NE(conv.body.find(cid), std::string::npos) << conv.body;
+  // The same event posted to the other edge is the same outcome, answered as a duplicate.
+  HttpConnection cb(b.process->public_endpoint());
+  auto again = cb.request("POST", "/v1/conversions",
+                          {{"Authorization", "Bearer " + program_key_},
+                           {"Content-Type", "application/json"}},
+                          body);
+  EXPECT_EQ(again.status, 200) << again.body;
+  EXPECT_NE(again.body.find(cid), std::string::npos) << again.body;
+
+  // Disabled on a, refused on b within a second.
+  auto r = a.admin("PATCH", "/v1/links/" + code_, R"({"disabled":true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto gone = await_link(b, 404, 1s);
+  EXPECT_TRUE(gone) << "node b still redirects a link disabled on node a after 1 s";
+  if (gone) {
+    std::printf("[ cluster ] disabled link refused on the other edge after %lld ms\n",
+                static_cast<long long>(gone->count()));
+  }
+
+  auto st = a.status();
+  std::printf("[ cluster ] status of node a: %s\n", json::serialize(st).c_str());
+  EXPECT_TRUE(st["connected"].as_bool());
+  EXPECT_TRUE(st["ready"].as_bool());
+  EXPECT_EQ(st["role"].as_string(), "both");
+  EXPECT_EQ(num(st["shard_count"]), 64);
+  // Two live workers share the 64 shards without overlap.
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  std::set<std::int64_t> held_a, held_b;
+  while (std::chrono::steady_clock::now() < deadline) {
+    held_a.clear();
+    held_b.clear();
+    auto sa = a.status();
+    auto sb = b.status();
+    for (const auto& s : arr(sa["held_shards"])) held_a.insert(num(s));
+    for (const auto& s : arr(sb["held_shards"])) held_b.insert(num(s));
+    if (held_a.size() + held_b.size() == 64 && !held_a.empty() && !held_b.empty()) {
+      break;
+    }
+    std::this_thread::sleep_for(250ms);
+  }
+  std::set<std::int64_t> all(held_a);
+  all.insert(held_b.begin(), held_b.end());
+  EXPECT_EQ(all.size(), 64u);
+  EXPECT_EQ(held_a.size() + held_b.size(), 64u) << "a shard held by both workers";
+  EXPECT_EQ(a.process->stop(30s), 0);
+  EXPECT_EQ(b.process->stop(30s), 0);
+}
+
+TEST_F(ClusterTest, KillingTheStreamLeaderUnderLoadLosesNoAcknowledgedClick) {
+  kill_under_load([&](Node&, Node&) { return click_stream_leader(); });
+}
+
+TEST_F(ClusterTest, KillingAStreamFollowerUnderLoadLosesNoAcknowledgedClick) {
+  kill_under_load([&](Node&, Node&) {
+    std::string leader = click_stream_leader();
+    return leader == "n3" ? std::string("n2") : std::string("n3");
+  });
+}
+
+TEST_F(ClusterTest, KillingTheServerAnEdgeIsConnectedToLosesNoAcknowledgedClick) {
+  kill_under_load([&](Node& a, Node&) {
+    auto st = a.status();
+    return node_of_url(std::string(st["connected_url"].as_string()));
+  });
+}
+
+}  // namespace
+}  // namespace earnd::integration
