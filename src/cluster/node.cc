@@ -1124,6 +1124,57 @@ std::optional<std::string> Node::claim(std::string_view program,
   return stored;
 }
 
+std::optional<std::string> Node::step_down(std::string_view server, std::uint32_t timeout_ms) {
+  Impl& i = *impl_;
+  if (!i.ensure_ready())
+    return std::nullopt;
+  const std::string streams[] = {kClickStream, std::string("KV_") + kMetaBucket,
+                                 std::string("KV_") + kOutcomeBucket,
+                                 std::string("KV_") + kLeaseBucket};
+  auto leader_of = [&](const std::string& stream) -> std::optional<std::string> {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, i.js, stream.c_str(), nullptr, &jerr) != NATS_OK)
+      return std::nullopt;
+    std::string leader =
+        si->Cluster != nullptr && si->Cluster->Leader != nullptr ? si->Cluster->Leader : "";
+    jsStreamInfo_Destroy(si);
+    return leader;
+  };
+  boost::json::array out;
+  bool done = true;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (const auto& stream : streams) {
+    auto before = leader_of(stream);
+    std::string after = before.value_or("");
+    if (before && *before == server) {
+      natsMsg* reply = nullptr;
+      std::string subject = "$JS.API.STREAM.LEADER.STEPDOWN." + stream;
+      natsStatus s = natsConnection_RequestString(&reply, i.nc, subject.c_str(), "", 5000);
+      if (reply != nullptr)
+        natsMsg_Destroy(reply);
+      if (s != NATS_OK)
+        i.log->warn("event=step_down_failed stream={} error=\"{}\"", stream, nats_error(s));
+      while (std::chrono::steady_clock::now() < deadline) {
+        auto now = leader_of(stream);
+        if (now && !now->empty() && *now != server) {
+          after = *now;
+          break;
+        }
+        sleep_ms(100);
+      }
+      if (after == server || after.empty())
+        done = false;
+    }
+    out.push_back(boost::json::object{{"stream", stream},
+                                      {"leader_before", before.value_or("")},
+                                      {"leader_after", after}});
+  }
+  i.log->info("event=step_down server={} done={}", server, done);
+  return boost::json::serialize(boost::json::object{
+      {"server", server}, {"streams", std::move(out)}, {"done", done}});
+}
+
 Role Node::role() const {
   return impl_->opt.role;
 }

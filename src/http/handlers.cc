@@ -274,6 +274,26 @@ Reply route_admin(Services& s,
     }
     return {200, "application/json", s.cluster_status(), {}};
   }
+  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "drain" && verb == V::post) {
+    if (!s.cluster_step_down) {
+      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
+    }
+    Reply err;
+    auto body = parse_body(req, err);
+    if (!body) {
+      return err;
+    }
+    const json::value* v = body->is_object() ? body->as_object().if_contains("server") : nullptr;
+    if (v == nullptr || !v->is_string() || v->get_string().empty() ||
+        v->get_string().size() > 64) {
+      return json_error(400, "missing_field",
+                        "server (the NATS server_name to move leaders off, 1 to 64 characters) "
+                        "is required");
+    }
+    auto r = s.cluster_step_down(std::string_view(v->get_string()));
+    return r ? Reply{200, "application/json", std::move(*r), {}}
+             : json_error(503, "cluster_unavailable", "the NATS cluster cannot be reached");
+  }
   return json_error(404, "not_found", "no such admin route");
 }
 

@@ -225,6 +225,10 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
           return cluster::status_json(n->status(), n->role(), n->shard_count());
         })
                                : std::function<std::string()>(),
+        .cluster_step_down =
+            node ? std::function<std::optional<std::string>(std::string_view)>(
+                       [n = node.get()](std::string_view server) { return n->step_down(server); })
+                 : std::function<std::optional<std::string>(std::string_view)>(),
     });
     if (configured_base.empty() && pub_port == 0) {
       catalog->set_public_base_url(base_url(cfg, server->public_address()));

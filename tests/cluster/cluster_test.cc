@@ -502,6 +502,48 @@ TEST_F(ClusterTest, AllNatsServersDownForAMinuteUnderLoadLosesNothing) {
   expect_each_acked_click_once(a, b, acked);
 }
 
+// earnctl cluster drain SERVER: every stream earnd uses is led by another server afterwards,
+// and stopping the drained server under load then costs no acknowledged click.
+TEST_F(ClusterTest, DrainMovesEveryLeaderOffAServerBeforeItStops) {
+  Node a("a", scratch_, urls_);
+  Node b("b", scratch_, urls_);
+  ASSERT_EQ(a.process->start(), "");
+  ASSERT_EQ(b.process->start(), "");
+  ASSERT_NO_FATAL_FAILURE(make_program(a));
+  ASSERT_TRUE(await_link(b, 302, 5s));
+  std::string leader = click_stream_leader();
+  ASSERT_FALSE(leader.empty());
+
+  auto r = run_command({(std::filesystem::path(EARND_BIN_DIR) / "earnctl").string(), "--url",
+                        "http://" + a.process->admin_endpoint().to_string(), "--admin-key",
+                        std::string(kAdminKey), "cluster", "drain", leader},
+                       scratch_.path(), 60s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  auto v = json::parse(r.out).as_object();
+  EXPECT_TRUE(v["done"].as_bool()) << r.out;
+  ASSERT_EQ(arr(v["streams"]).size(), 4u);
+  for (const auto& st : arr(v["streams"])) {
+    EXPECT_NE(st.as_object().at("leader_after").as_string(), leader) << r.out;
+    EXPECT_FALSE(st.as_object().at("leader_after").as_string().empty()) << r.out;
+  }
+  EXPECT_NE(click_stream_leader(), leader);
+  std::printf("[ cluster ] drained %s: %s\n", leader.c_str(), r.out.c_str());
+
+  // Refusals: no server named, and single-node mode has no cluster to drain.
+  auto bad = a.admin("POST", "/v1/cluster/drain", "{}");
+  EXPECT_EQ(bad.status, 400) << bad.body;
+
+  bool stopped = false;
+  auto acked = load(a, b, 4, 400, [&](std::size_t n) {
+    if (n == 400 && !stopped) {
+      stopped = true;
+      EXPECT_EQ(nats("kill", leader).exit_code, 0);
+    }
+  });
+  EXPECT_EQ(nats("start-node", leader).exit_code, 0);
+  expect_each_acked_click_once(a, b, acked);
+}
+
 TEST_F(ClusterTest, KillingTheStreamLeaderUnderLoadLosesNoAcknowledgedClick) {
   kill_under_load([&](Node&, Node&) { return click_stream_leader(); });
 }

@@ -546,6 +546,14 @@ int main(int argc, char** argv) {
   auto* cluster_status = cluster->add_subcommand(
       "status", "this node's cluster status: spool, forward and index lag, shards held, workers");
   cluster_status->callback([&] { rc = call(remote, "GET", "/v1/cluster/status"); });
+  std::string nats_server;
+  auto* cluster_drain = cluster->add_subcommand(
+      "drain", "move the leaders of earnd's streams off a NATS server before stopping it");
+  cluster_drain->add_option("server", nats_server, "the NATS server's server_name")->required();
+  cluster_drain->callback([&] {
+    rc = call(remote, "POST", "/v1/cluster/drain",
+              boost::json::serialize(boost::json::object{{"server", nats_server}}));
+  });
 
   // store stats
   auto* stats = app.add_subcommand("stats", "clicks and bytes on disk of a stopped server's data");

@@ -130,6 +130,15 @@ class Node {
                                    std::string_view body);
 
   Status status() const;
+
+  // Moves the leadership of every stream earnd uses (the click stream and the three key-value
+  // buckets) off the NATS server named `server` (its server_name), so that it can be stopped
+  // without an election stall: a step-down request for each stream it leads, then a wait (at
+  // most timeout_ms) until another server leads it. Returns a JSON object: per stream its
+  // leader before and after, and "done" when none is led by `server` any more. nullopt when
+  // the cluster cannot be reached.
+  std::optional<std::string> step_down(std::string_view server, std::uint32_t timeout_ms = 15'000);
+
   Role role() const;
   std::uint32_t shard_count() const;
 

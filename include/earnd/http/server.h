@@ -8,7 +8,9 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "earnd/config/config.h"
 
@@ -58,6 +60,9 @@ struct Services {
   // Scale-out mode only: this node's cluster status as a JSON object (GET /v1/cluster/status).
   // Empty in single-node mode, where that route answers 404 cluster_off.
   std::function<std::string()> cluster_status = {};
+  // Scale-out mode only: POST /v1/cluster/drain, moving stream leaders off a NATS server
+  // (cluster::Node::step_down); nullopt when the cluster cannot be reached.
+  std::function<std::optional<std::string>(std::string_view)> cluster_step_down = {};
 };
 
 class Server {
