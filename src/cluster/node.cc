@@ -248,6 +248,11 @@ struct Node::Impl {
   std::atomic<std::uint64_t> publish_failures{0};
   std::atomic<std::uint64_t> applied_seq{0};
   std::atomic<std::uint64_t> indexed_total{0};
+  // A replay asked for by earnctl cluster replay: the indexer reads the stream again from this
+  // time (Unix ms; 0: none pending), adding only clicks its index lacks.
+  std::atomic<std::uint64_t> replay_from_ms{0};
+  std::atomic<bool> replaying{false};
+  std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
 
@@ -486,14 +491,17 @@ struct Node::Impl {
 
   // ---- indexer ------------------------------------------------------------------------------
 
-  natsSubscription* subscribe_clicks() {
+  natsSubscription* subscribe_clicks(std::uint64_t from_ms = 0) {
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = kClickStream;
     so.Ordered = true;
     so.Config.Heartbeat = std::int64_t{opt.heartbeat_ms} * 1'000'000;
     std::uint64_t applied = applied_seq.load();
-    if (applied > 0) {
+    if (from_ms > 0) {
+      so.Config.DeliverPolicy = js_DeliverByStartTime;
+      so.Config.OptStartTime = static_cast<std::int64_t>(from_ms) * 1'000'000;
+    } else if (applied > 0) {
       so.Config.DeliverPolicy = js_DeliverByStartSequence;
       so.Config.OptStartSeq = applied + 1;
     } else {
@@ -506,7 +514,10 @@ struct Node::Impl {
       log->warn("event=click_consumer_failed from_seq={} error=\"{}\"", applied + 1, nats_error(s));
       return nullptr;
     }
-    log->info("event=click_consumer from_seq={}", applied + 1);
+    if (from_ms > 0)
+      log->info("event=click_replay from_ms={} until_seq={}", from_ms, applied);
+    else
+      log->info("event=click_consumer from_seq={}", applied + 1);
     return sub;
   }
 
@@ -514,10 +525,25 @@ struct Node::Impl {
     natsSubscription* sub = nullptr;
     store::ClickBatch batch = store.make_click_batch();
     store::Store::DocBatch cursor;
+    // While replaying, messages up to this sequence (the applied one when the replay began) are
+    // read again: each click the index lacks is added, the cursor does not move back.
+    std::uint64_t replay_until = 0;
     while (!index_stop.load()) {
       if (!ensure_ready()) {
         sleep_ms(opt.retry_ms);
         continue;
+      }
+      if (std::uint64_t from = replay_from_ms.exchange(0); from != 0) {
+        if (sub != nullptr)
+          natsSubscription_Destroy(sub);
+        replay_until = applied_seq.load();
+        replaying.store(replay_until > 0);
+        if ((sub = subscribe_clicks(from)) == nullptr) {
+          replay_from_ms.store(from);  // asked again after the pause
+          replaying.store(false);
+          sleep_ms(opt.retry_ms);
+          continue;
+        }
       }
       if (sub == nullptr && (sub = subscribe_clicks()) == nullptr) {
         sleep_ms(opt.retry_ms);
@@ -526,13 +552,17 @@ struct Node::Impl {
       batch.clear();
       std::uint64_t last_seq = applied_seq.load();
       std::uint64_t first_ts = 0;
+      std::uint64_t replay_added = 0;
       bool failed = false;
       std::size_t seen = 0;
       for (; seen < opt.index_batch; ++seen) {
         natsMsg* m = nullptr;
         natsStatus s = natsSubscription_NextMsg(&m, sub, seen == 0 ? 200 : 2);
-        if (s == NATS_TIMEOUT)
+        if (s == NATS_TIMEOUT) {
+          if (seen == 0)
+            replaying.store(false);  // nothing more to read: a replay has reached the end
           break;
+        }
         if (s != NATS_OK) {
           log->warn("event=click_consumer_error error=\"{}\"", nats_error(s));
           failed = true;
@@ -544,7 +574,10 @@ struct Node::Impl {
           seq = md->Sequence.Stream;
           jsMsgMetaData_Destroy(md);
         }
-        if (seq != 0 && seq <= last_seq) {
+        bool replayed = replaying.load() && seq != 0 && seq <= replay_until;
+        if (replaying.load() && seq >= replay_until)
+          replaying.store(false);
+        if (seq != 0 && seq <= last_seq && !replayed) {
           natsMsg_Destroy(m);
           continue;  // replayed after a consumer reset
         }
@@ -556,15 +589,17 @@ struct Node::Impl {
           auto have = store.get_click(*id);
           if (rec && have && !*have) {
             batch.add(*rec);
+            if (replayed)
+              ++replay_added;
             if (first_ts == 0)
               first_ts = rec->ts_ms;
           }
         }
-        if (seq != 0)
+        if (seq != 0 && seq > last_seq)
           last_seq = seq;
         natsMsg_Destroy(m);
       }
-      if (last_seq != applied_seq.load()) {
+      if (last_seq != applied_seq.load() || batch.count() > 0) {
         cursor.puts.clear();
         cursor.puts.emplace_back(std::string(kAppliedKey), be64(last_seq));
         // The cursor rides in the click batch's write order: clicks first (not synced), then
@@ -579,6 +614,7 @@ struct Node::Impl {
         } else {
           applied_seq.store(last_seq);
           indexed_total.fetch_add(n);
+          replayed_total.fetch_add(replay_added);
           if (n > 0) {
             std::uint64_t now = now_ms();
             index_lag_ms.store(now > first_ts ? now - first_ts : 0);
@@ -1175,6 +1211,11 @@ std::optional<std::string> Node::step_down(std::string_view server, std::uint32_
       {"server", server}, {"streams", std::move(out)}, {"done", done}});
 }
 
+void Node::replay_since(std::uint64_t from_ms) {
+  impl_->replay_from_ms.store(from_ms == 0 ? 1 : from_ms);
+  impl_->log->info("event=replay_requested from_ms={}", from_ms);
+}
+
 Role Node::role() const {
   return impl_->opt.role;
 }
@@ -1195,6 +1236,8 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["forward_lag_s"] = st.forward_lag_s;
   o["applied_seq"] = st.applied_seq;
   o["indexed"] = st.indexed;
+  o["replaying"] = st.replaying;
+  o["replayed"] = st.replayed;
   o["index_lag_ms_last"] = st.index_lag_ms_last;
   o["shard_count"] = shard_count;
   boost::json::array held;
@@ -1232,6 +1275,8 @@ Status Node::status() const {
   }
   st.applied_seq = i.applied_seq.load();
   st.indexed = i.indexed_total.load();
+  st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
+  st.replayed = i.replayed_total.load();
   st.index_lag_ms_last = i.index_lag_ms.load();
   std::lock_guard lock(i.lease_mutex);
   for (std::uint32_t s = 0; s < i.held.size(); ++s) {

@@ -10,6 +10,7 @@
 #include "earnd/attribution/conversions.h"
 #include "earnd/common/click.h"
 #include "earnd/common/secrets.h"
+#include "earnd/common/time.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/links/catalog.h"
 #include "earnd/metrics/metrics.h"
@@ -293,6 +294,24 @@ Reply route_admin(Services& s,
     auto r = s.cluster_step_down(std::string_view(v->get_string()));
     return r ? Reply{200, "application/json", std::move(*r), {}}
              : json_error(503, "cluster_unavailable", "the NATS cluster cannot be reached");
+  }
+  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "replay" && verb == V::post) {
+    if (!s.cluster_replay) {
+      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
+    }
+    Reply err;
+    auto body = parse_body(req, err);
+    if (!body) {
+      return err;
+    }
+    const json::value* v = body->is_object() ? body->as_object().if_contains("since") : nullptr;
+    auto since = v != nullptr && v->is_string() ? parse_rfc3339_ms(v->get_string()) : std::nullopt;
+    if (!since) {
+      return json_error(400, "invalid_since", "since must be an RFC 3339 time");
+    }
+    s.cluster_replay(*since);
+    return {202, "application/json",
+            json::serialize(json::object{{"replay_from", format_rfc3339(*since)}}), {}};
   }
   return json_error(404, "not_found", "no such admin route");
 }

@@ -229,6 +229,9 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
             node ? std::function<std::optional<std::string>(std::string_view)>(
                        [n = node.get()](std::string_view server) { return n->step_down(server); })
                  : std::function<std::optional<std::string>(std::string_view)>(),
+        .cluster_replay = node ? std::function<void(std::uint64_t)>(
+                                     [n = node.get()](std::uint64_t ms) { n->replay_since(ms); })
+                               : std::function<void(std::uint64_t)>(),
     });
     if (configured_base.empty() && pub_port == 0) {
       catalog->set_public_base_url(base_url(cfg, server->public_address()));

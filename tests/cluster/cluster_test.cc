@@ -26,6 +26,7 @@
 
 #include "../integration/earnd_process.h"
 #include "../integration/http_client.h"
+#include "earnd/store/store.h"
 
 namespace earnd::integration {
 namespace {
@@ -542,6 +543,135 @@ TEST_F(ClusterTest, DrainMovesEveryLeaderOffAServerBeforeItStops) {
   });
   EXPECT_EQ(nats("start-node", leader).exit_code, 0);
   expect_each_acked_click_once(a, b, acked);
+}
+
+// earnctl cluster replay --since: a worker whose index lost clicks (its data directory put back
+// from an older copy, with the newer cursor) gets them back from the stream, each once.
+TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
+  Node a("a", scratch_, urls_);
+  a.process = std::make_unique<EarndProcess>(EarndOptions{
+      .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
+      .data_dir = a.data / "db",
+      .log_file = a.data / "earnd.log",
+      .admin_key = std::string(kAdminKey),
+      .extra_args = {"--cluster", urls_, "--role", "edge"},
+  });
+  Node c("c", scratch_, urls_);
+  c.process = std::make_unique<EarndProcess>(EarndOptions{
+      .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
+      .data_dir = c.data / "db",
+      .log_file = c.data / "earnd.log",
+      .admin_key = std::string(kAdminKey),
+      .extra_args = {"--cluster", urls_, "--role", "worker"},
+  });
+  ASSERT_EQ(a.process->start(), "");
+  ASSERT_EQ(c.process->start(), "");
+  ASSERT_NO_FATAL_FAILURE(make_program(a));
+  auto clicks = [&](int n, const std::string& tag) {
+    std::vector<std::string> ids;
+    HttpConnection conn(a.process->public_endpoint());
+    for (int i = 0; i < n; ++i) {
+      auto r = conn.request("GET", "/r/" + code_,
+                            {{"User-Agent", std::string(kUa) + " " + tag + std::to_string(i)}});
+      auto loc = r.header("Location").value_or("");
+      if (r.status == 302 && loc.find("earnd_cid=") != std::string::npos) {
+        ids.push_back(loc.substr(loc.find("earnd_cid=") + 10, 26));
+      }
+    }
+    return ids;
+  };
+  // Waits until node c has indexed everything the stream holds (node a's spool empty and c's
+  // applied sequence steady).
+  auto settle = [&] {
+    std::int64_t last = -1;
+    for (int i = 0; i < 100; ++i) {
+      std::this_thread::sleep_for(200ms);
+      auto seq = num(c.status()["applied_seq"]);
+      if (num(a.status()["spool_depth"]) == 0 && seq == last) {
+        return;
+      }
+      last = seq;
+    }
+  };
+  auto first = clicks(200, "first");
+  ASSERT_EQ(first.size(), 200u);
+  settle();
+  std::this_thread::sleep_for(1100ms);  // the second batch's clicks come a second later
+  std::uint64_t between_ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count()) -
+      500;
+  ASSERT_EQ(c.process->stop(30s), 0);
+  std::filesystem::copy(c.data / "db", c.data / "db-old", std::filesystem::copy_options::recursive);
+  ASSERT_EQ(c.process->start(), "");
+  auto second = clicks(200, "second");
+  ASSERT_EQ(second.size(), 200u);
+  settle();
+  ASSERT_EQ(c.process->stop(30s), 0);
+  std::string cursor;
+  {
+    auto st = store::Store::open({.data_dir = (c.data / "db").string(),
+                                  .mode = store::OpenMode::kReadOnly,
+                                  .block_cache_mb = 8});
+    auto v = st->get_doc("cl/applied_seq");
+    ASSERT_TRUE(v && *v);
+    cursor = **v;
+  }
+  // The older copy, told it has applied everything: the second batch is missing behind it.
+  std::filesystem::remove_all(c.data / "db");
+  std::filesystem::rename(c.data / "db-old", c.data / "db");
+  {
+    auto st = store::Store::open({.data_dir = (c.data / "db").string(), .block_cache_mb = 8});
+    ASSERT_FALSE(st->write_docs({{"cl/applied_seq", cursor}}, true));
+  }
+  auto exported = [&] {
+    std::set<std::string> ids;
+    for (const auto& id : c.exported_ids(scratch_)) {
+      ids.insert(id);
+    }
+    return ids;
+  };
+  auto before = exported();
+  std::size_t second_before = 0;
+  for (const auto& id : second) {
+    second_before += before.count(id);
+  }
+  EXPECT_EQ(second_before, 0u) << "the damaged index should lack the second batch";
+
+  ASSERT_EQ(c.process->start(), "");
+  char since[32];
+  std::time_t t = static_cast<std::time_t>(between_ms / 1000);
+  std::strftime(since, sizeof(since), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  auto r = run_command({(std::filesystem::path(EARND_BIN_DIR) / "earnctl").string(), "--url",
+                        "http://" + c.process->admin_endpoint().to_string(), "--admin-key",
+                        std::string(kAdminKey), "cluster", "replay", "--since", since},
+                       scratch_.path(), 30s);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("replay_from"), std::string::npos) << r.out;
+  json::object st;
+  for (int i = 0; i < 150; ++i) {
+    std::this_thread::sleep_for(200ms);
+    st = c.status();
+    if (!st["replaying"].as_bool() && num(st["replayed"]) >= 200) {
+      break;
+    }
+  }
+  EXPECT_FALSE(st["replaying"].as_bool());
+  EXPECT_EQ(num(st["replayed"]), 200) << json::serialize(st);
+  ASSERT_EQ(c.process->stop(30s), 0);
+  std::map<std::string, int> seen;
+  for (const auto& id : c.exported_ids(scratch_)) {
+    ++seen[id];
+  }
+  for (const auto* batch : {&first, &second}) {
+    for (const auto& id : *batch) {
+      EXPECT_EQ(seen[id], 1) << id;
+    }
+  }
+  std::printf("[ cluster ] replay since %s added %lld clicks back\n", since,
+              static_cast<long long>(num(st["replayed"])));
+  EXPECT_EQ(a.process->stop(30s), 0);
 }
 
 TEST_F(ClusterTest, KillingTheStreamLeaderUnderLoadLosesNoAcknowledgedClick) {

@@ -25,6 +25,7 @@
 #include "earnd/common/click.h"
 #include "earnd/common/hash.h"
 #include "earnd/common/money.h"
+#include "earnd/common/time.h"
 #include "earnd/ingest/importer.h"
 #include "earnd/store/store.h"
 #include "http_client.h"
@@ -550,6 +551,22 @@ int main(int argc, char** argv) {
   auto* cluster_drain = cluster->add_subcommand(
       "drain", "move the leaders of earnd's streams off a NATS server before stopping it");
   cluster_drain->add_option("server", nats_server, "the NATS server's server_name")->required();
+  std::string since;
+  auto* cluster_replay = cluster->add_subcommand(
+      "replay", "read the click stream again from a time, adding clicks this node's index lacks");
+  cluster_replay->add_option("--since", since, "a duration back from now (30m, 2h, 7d) or an RFC 3339 time")
+      ->required();
+  cluster_replay->callback([&] {
+    std::string at = since;
+    if (auto back = parse_duration_ms(since)) {
+      auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+      at = earnd::format_rfc3339(now > *back ? now - *back : 0);
+    }
+    rc = call(remote, "POST", "/v1/cluster/replay",
+              boost::json::serialize(boost::json::object{{"since", at}}));
+  });
   cluster_drain->callback([&] {
     rc = call(remote, "POST", "/v1/cluster/drain",
               boost::json::serialize(boost::json::object{{"server", nats_server}}));

@@ -85,6 +85,8 @@ struct Status {
   double forward_lag_s = 0;             // age of the oldest unforwarded click
   std::uint64_t applied_seq = 0;        // last stream sequence applied to the local index
   std::uint64_t indexed = 0;            // clicks added to the local index from the stream
+  bool replaying = false;               // a replay asked for is pending or running
+  std::uint64_t replayed = 0;           // clicks replays added (the index lacked them)
   std::uint64_t index_lag_ms_last = 0;  // click time to index time of the last indexed click
   std::vector<std::uint32_t> held_shards;
   std::vector<std::string> live_workers;
@@ -138,6 +140,12 @@ class Node {
   // leader before and after, and "done" when none is led by `server` any more. nullopt when
   // the cluster cannot be reached.
   std::optional<std::string> step_down(std::string_view server, std::uint32_t timeout_ms = 15'000);
+
+  // Reads the click stream again from from_ms (Unix ms) up to where the index had got, adding
+  // every click the local index lacks (earnctl cluster replay --since): repairs an index that
+  // lost clicks, e.g. restored from an older copy. Returns at once; status().replaying tells
+  // when it is done.
+  void replay_since(std::uint64_t from_ms);
 
   Role role() const;
   std::uint32_t shard_count() const;

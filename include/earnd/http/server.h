@@ -63,6 +63,8 @@ struct Services {
   // Scale-out mode only: POST /v1/cluster/drain, moving stream leaders off a NATS server
   // (cluster::Node::step_down); nullopt when the cluster cannot be reached.
   std::function<std::optional<std::string>(std::string_view)> cluster_step_down = {};
+  // Scale-out mode only: POST /v1/cluster/replay (cluster::Node::replay_since).
+  std::function<void(std::uint64_t)> cluster_replay = {};
 };
 
 class Server {
