@@ -674,6 +674,31 @@ TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
   EXPECT_EQ(a.process->stop(30s), 0);
 }
 
+// The server behind node b's link watcher (its connection) dies; a link disabled on node a right
+// after must still answer 404 on node b within 10 s, once b's consumer has resumed elsewhere.
+TEST_F(ClusterTest, DisabledLinkReachesAnEdgeWhoseWatcherServerWasKilled) {
+  Node a("a", scratch_, urls_);
+  Node b("b", scratch_, urls_);
+  ASSERT_EQ(a.process->start(), "");
+  ASSERT_EQ(b.process->start(), "");
+  ASSERT_NO_FATAL_FAILURE(make_program(a));
+  ASSERT_TRUE(await_link(b, 302, 5s));
+  std::string victim = node_of_url(std::string(b.status()["connected_url"].as_string()));
+  ASSERT_FALSE(victim.empty());
+  ASSERT_EQ(nats("kill", victim).exit_code, 0);
+  auto r = a.admin("PATCH", "/v1/links/" + code_, R"({"disabled":true})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto gone = await_link(b, 404, 10s);
+  EXPECT_TRUE(gone) << "node b still redirects 10 s after the link was disabled";
+  if (gone) {
+    std::printf("[ cluster ] killed %s (node b's server); the disabled link was refused on b "
+                "after %lld ms\n",
+                victim.c_str(), static_cast<long long>(gone->count()));
+  }
+  EXPECT_EQ(a.process->stop(30s), 0);
+  EXPECT_EQ(b.process->stop(30s), 0);
+}
+
 TEST_F(ClusterTest, KillingTheStreamLeaderUnderLoadLosesNoAcknowledgedClick) {
   kill_under_load([&](Node&, Node&) { return click_stream_leader(); });
 }
