@@ -43,6 +43,45 @@ std::optional<json::value> parse_body(const Request& req, Reply& error) {
   return v;
 }
 
+// /v1/cluster/{status,drain,replay}: scale-out mode only (404 cluster_off without --cluster).
+Reply cluster_route(const Services& s, const Request& req, std::string_view what, bool get, bool post) {
+  if (!s.cluster_status) {
+    return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
+  }
+  if (what == "status" && get) {
+    return {200, "application/json", s.cluster_status(), {}};
+  }
+  if ((what != "drain" && what != "replay") || !post) {
+    return json_error(404, "not_found", "no such admin route");
+  }
+  Reply err;
+  auto body = parse_body(req, err);
+  if (!body) {
+    return err;
+  }
+  const json::object* o = body->is_object() ? &body->as_object() : nullptr;
+  if (what == "drain") {
+    const json::value* v = o ? o->if_contains("server") : nullptr;
+    if (v == nullptr || !v->is_string() || v->get_string().empty() ||
+        v->get_string().size() > 64) {
+      return json_error(400, "missing_field",
+                        "server (the NATS server_name to move leaders off, 1 to 64 characters) "
+                        "is required");
+    }
+    auto r = s.cluster_step_down(std::string_view(v->get_string()));
+    return r ? Reply{200, "application/json", std::move(*r), {}}
+             : json_error(503, "cluster_unavailable", "the NATS cluster cannot be reached");
+  }
+  const json::value* v = o ? o->if_contains("since") : nullptr;
+  auto since = v != nullptr && v->is_string() ? parse_rfc3339_ms(v->get_string()) : std::nullopt;
+  if (!since) {
+    return json_error(400, "invalid_since", "since must be an RFC 3339 time");
+  }
+  s.cluster_replay(*since);
+  return {202, "application/json",
+          json::serialize(json::object{{"replay_from", format_rfc3339(*since)}}), {}};
+}
+
 std::string param(const boost::urls::url_view& u, std::string_view name) {
   auto params = u.params();
   auto it = params.find(name);
@@ -269,49 +308,8 @@ Reply route_admin(Services& s,
   if (seg.size() == 1 && seg[0] == "metrics" && verb == V::get) {
     return {200, "text/plain; version=0.0.4", s.metrics.render(), {}};
   }
-  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "status" && verb == V::get) {
-    if (!s.cluster_status) {
-      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
-    }
-    return {200, "application/json", s.cluster_status(), {}};
-  }
-  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "drain" && verb == V::post) {
-    if (!s.cluster_step_down) {
-      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
-    }
-    Reply err;
-    auto body = parse_body(req, err);
-    if (!body) {
-      return err;
-    }
-    const json::value* v = body->is_object() ? body->as_object().if_contains("server") : nullptr;
-    if (v == nullptr || !v->is_string() || v->get_string().empty() ||
-        v->get_string().size() > 64) {
-      return json_error(400, "missing_field",
-                        "server (the NATS server_name to move leaders off, 1 to 64 characters) "
-                        "is required");
-    }
-    auto r = s.cluster_step_down(std::string_view(v->get_string()));
-    return r ? Reply{200, "application/json", std::move(*r), {}}
-             : json_error(503, "cluster_unavailable", "the NATS cluster cannot be reached");
-  }
-  if (seg.size() == 3 && seg[1] == "cluster" && seg[2] == "replay" && verb == V::post) {
-    if (!s.cluster_replay) {
-      return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
-    }
-    Reply err;
-    auto body = parse_body(req, err);
-    if (!body) {
-      return err;
-    }
-    const json::value* v = body->is_object() ? body->as_object().if_contains("since") : nullptr;
-    auto since = v != nullptr && v->is_string() ? parse_rfc3339_ms(v->get_string()) : std::nullopt;
-    if (!since) {
-      return json_error(400, "invalid_since", "since must be an RFC 3339 time");
-    }
-    s.cluster_replay(*since);
-    return {202, "application/json",
-            json::serialize(json::object{{"replay_from", format_rfc3339(*since)}}), {}};
+  if (seg.size() == 3 && seg[1] == "cluster") {
+    return cluster_route(s, req, seg[2], verb == V::get, verb == V::post);
   }
   return json_error(404, "not_found", "no such admin route");
 }

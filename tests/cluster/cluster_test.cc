@@ -62,15 +62,20 @@ std::string env(const char* name) {
 
 // One earnd node in scale-out mode, on its own data directory.
 struct Node {
-  explicit Node(const std::string& name, const TempDir& dir, const std::string& urls)
+  // extra: more earnd flags, e.g. {"--role", "edge"}.
+  Node(const std::string& name,
+       const TempDir& dir,
+       const std::string& urls,
+       std::vector<std::string> extra = {})
       : data(dir.path() / name) {
     std::filesystem::create_directories(data);
+    extra.insert(extra.begin(), {"--cluster", urls});
     process = std::make_unique<EarndProcess>(EarndOptions{
         .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
         .data_dir = data / "db",
         .log_file = data / "earnd.log",
         .admin_key = std::string(kAdminKey),
-        .extra_args = {"--cluster", urls},
+        .extra_args = std::move(extra),
     });
   }
 
@@ -208,6 +213,14 @@ class ClusterTest : public ::testing::Test {
     return port >= 4222 && port <= 4224 ? "n" + std::to_string(port - 4221) : "";
   }
 
+  // Starts both nodes, makes the test's program and link on a, and waits until b redirects it.
+  void start_pair(Node& a, Node& b) {
+    ASSERT_EQ(a.process->start(), "");
+    ASSERT_EQ(b.process->start(), "");
+    ASSERT_NO_FATAL_FAILURE(make_program(a));
+    ASSERT_TRUE(await_link(b, 302, 5s)) << "a link made on node a did not redirect on node b";
+  }
+
   void make_program(Node& on) {
     auto r = on.admin("POST", "/v1/programs",
                       R"({"id":")" + program_ + R"(","name":"Cluster","currency":"USD",
@@ -311,10 +324,7 @@ class ClusterTest : public ::testing::Test {
   void kill_under_load(const std::function<std::string(Node&, Node&)>& pick_victim) {
     Node a("a", scratch_, urls_);
     Node b("b", scratch_, urls_);
-    ASSERT_EQ(a.process->start(), "");
-    ASSERT_EQ(b.process->start(), "");
-    ASSERT_NO_FATAL_FAILURE(make_program(a));
-    ASSERT_TRUE(await_link(b, 302, 5s)) << "the link did not reach node b";
+    ASSERT_NO_FATAL_FAILURE(start_pair(a, b));
     std::mutex mu;
     std::vector<std::string> victims;
     auto acked = load(a, b, 4, 600, [&](std::size_t n) {
@@ -359,11 +369,7 @@ class ClusterTest : public ::testing::Test {
 TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEdge) {
   Node a("a", scratch_, urls_);
   Node b("b", scratch_, urls_);
-  ASSERT_EQ(a.process->start(), "");
-  ASSERT_EQ(b.process->start(), "");
-  ASSERT_NO_FATAL_FAILURE(make_program(a));
-  auto reached = await_link(b, 302, 5s);
-  ASSERT_TRUE(reached) << "a link made on node a did not redirect on node b";
+  ASSERT_NO_FATAL_FAILURE(start_pair(a, b));
 
   HttpConnection c(b.process->public_endpoint());
   auto click = c.request("GET", "/r/" + code_, {{"User-Agent", std::string(kUa)}});
@@ -436,10 +442,7 @@ TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEd
 TEST_F(ClusterTest, AllNatsServersDownForAMinuteUnderLoadLosesNothing) {
   Node a("a", scratch_, urls_);
   Node b("b", scratch_, urls_);
-  ASSERT_EQ(a.process->start(), "");
-  ASSERT_EQ(b.process->start(), "");
-  ASSERT_NO_FATAL_FAILURE(make_program(a));
-  ASSERT_TRUE(await_link(b, 302, 5s)) << "the link did not reach node b";
+  ASSERT_NO_FATAL_FAILURE(start_pair(a, b));
 
   const auto start = std::chrono::steady_clock::now();
   const auto down_at = start + 10s;
@@ -508,10 +511,7 @@ TEST_F(ClusterTest, AllNatsServersDownForAMinuteUnderLoadLosesNothing) {
 TEST_F(ClusterTest, DrainMovesEveryLeaderOffAServerBeforeItStops) {
   Node a("a", scratch_, urls_);
   Node b("b", scratch_, urls_);
-  ASSERT_EQ(a.process->start(), "");
-  ASSERT_EQ(b.process->start(), "");
-  ASSERT_NO_FATAL_FAILURE(make_program(a));
-  ASSERT_TRUE(await_link(b, 302, 5s));
+  ASSERT_NO_FATAL_FAILURE(start_pair(a, b));
   std::string leader = click_stream_leader();
   ASSERT_FALSE(leader.empty());
 
@@ -548,22 +548,8 @@ TEST_F(ClusterTest, DrainMovesEveryLeaderOffAServerBeforeItStops) {
 // earnctl cluster replay --since: a worker whose index lost clicks (its data directory put back
 // from an older copy, with the newer cursor) gets them back from the stream, each once.
 TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
-  Node a("a", scratch_, urls_);
-  a.process = std::make_unique<EarndProcess>(EarndOptions{
-      .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
-      .data_dir = a.data / "db",
-      .log_file = a.data / "earnd.log",
-      .admin_key = std::string(kAdminKey),
-      .extra_args = {"--cluster", urls_, "--role", "edge"},
-  });
-  Node c("c", scratch_, urls_);
-  c.process = std::make_unique<EarndProcess>(EarndOptions{
-      .binary = std::filesystem::path(EARND_BIN_DIR) / "earnd",
-      .data_dir = c.data / "db",
-      .log_file = c.data / "earnd.log",
-      .admin_key = std::string(kAdminKey),
-      .extra_args = {"--cluster", urls_, "--role", "worker"},
-  });
+  Node a("a", scratch_, urls_, {"--role", "edge"});
+  Node c("c", scratch_, urls_, {"--role", "worker"});
   ASSERT_EQ(a.process->start(), "");
   ASSERT_EQ(c.process->start(), "");
   ASSERT_NO_FATAL_FAILURE(make_program(a));
@@ -679,10 +665,7 @@ TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
 TEST_F(ClusterTest, DisabledLinkReachesAnEdgeWhoseWatcherServerWasKilled) {
   Node a("a", scratch_, urls_);
   Node b("b", scratch_, urls_);
-  ASSERT_EQ(a.process->start(), "");
-  ASSERT_EQ(b.process->start(), "");
-  ASSERT_NO_FATAL_FAILURE(make_program(a));
-  ASSERT_TRUE(await_link(b, 302, 5s));
+  ASSERT_NO_FATAL_FAILURE(start_pair(a, b));
   std::string victim = node_of_url(std::string(b.status()["connected_url"].as_string()));
   ASSERT_FALSE(victim.empty());
   ASSERT_EQ(nats("kill", victim).exit_code, 0);
@@ -712,8 +695,15 @@ TEST_F(ClusterTest, KillingAStreamFollowerUnderLoadLosesNoAcknowledgedClick) {
 
 TEST_F(ClusterTest, KillingTheServerAnEdgeIsConnectedToLosesNoAcknowledgedClick) {
   kill_under_load([&](Node& a, Node&) {
-    auto st = a.status();
-    return node_of_url(std::string(st["connected_url"].as_string()));
+    // After the first kill node a may still be reconnecting: wait until it is on a server.
+    for (int i = 0; i < 100; ++i) {
+      auto st = a.status();
+      if (st["connected"].as_bool()) {
+        return node_of_url(std::string(st["connected_url"].as_string()));
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    return std::string();
   });
 }
 
