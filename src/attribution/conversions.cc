@@ -260,6 +260,10 @@ bool ConversionService::commit(Batch& b) {
   if (outbox_ != nullptr && !b.events.empty()) {
     ids = outbox_->stage(b.writes, b.events);
   }
+  if (options_.claim) {
+    // Scale-out: where a restart's recovery of claimed outcomes starts (see main.cc).
+    b.writes.puts.emplace_back(std::string(kLastCommitKey), std::to_string(now_ms()));
+  }
   if (store_.write(b.writes, options_.sync)) {
     return false;
   }
@@ -267,6 +271,38 @@ bool ConversionService::commit(Batch& b) {
     outbox_->committed(ids);
   }
   return true;
+}
+
+std::string request_json(const ConversionRequest& req) {
+  json::object o{{"program", req.program}, {"body", req.body}, {"publishable", req.publishable}};
+  if (req.visitor_hash) {
+    o["visitor_hash"] = *req.visitor_hash;
+  }
+  return json::serialize(o);
+}
+
+std::optional<ConversionRequest> request_from_json(std::string_view text) {
+  ErrorCode ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) {
+    return std::nullopt;
+  }
+  const auto& o = v.as_object();
+  const auto* program = o.if_contains("program");
+  const auto* body = o.if_contains("body");
+  if (program == nullptr || !program->is_string() || body == nullptr || !body->is_object()) {
+    return std::nullopt;
+  }
+  ConversionRequest r;
+  r.program = std::string(program->get_string());
+  r.body = body->get_object();
+  if (const auto* p = o.if_contains("publishable"); p && p->is_bool()) {
+    r.publishable = p->get_bool();
+  }
+  if (const auto* h = o.if_contains("visitor_hash"); h && h->is_number()) {
+    r.visitor_hash = h->to_number<std::uint64_t>();
+  }
+  return r;
 }
 
 std::vector<ConversionReply> ConversionService::process(std::vector<ConversionRequest>& batch) {
@@ -698,7 +734,7 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
       return r;
     }
     std::string event_id = text_field(req.body, "event_id", 128, true);
-    auto claimed = options_.claim(req.program, event_id, r.body);
+    auto claimed = options_.claim(req.program, event_id, r.body, request_json(req));
     if (claimed && claimed->empty()) {
       return r;
     }

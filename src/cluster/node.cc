@@ -1134,9 +1134,12 @@ bool Node::await_click(const ClickId& id) {
   return false;
 }
 
+// The outcome record in EARND_OUTCOMES: {"a": answer, "n": node id, "q": request}. Records
+// of earlier builds are a bare answer.
 std::optional<std::string> Node::claim(std::string_view program,
                                        std::string_view event_id,
-                                       std::string_view body) {
+                                       std::string_view answer,
+                                       std::string_view request) {
   Impl& i = *impl_;
   if (!i.ensure_ready())
     return std::nullopt;
@@ -1144,6 +1147,12 @@ std::optional<std::string> Node::claim(std::string_view program,
   SHA256(reinterpret_cast<const unsigned char*>(event_id.data()), event_id.size(), digest);
   std::string key =
       std::string(program) + "." + hex(std::string_view(reinterpret_cast<const char*>(digest), 16));
+  boost::json::object env;
+  boost::system::error_code ec;
+  env["a"] = boost::json::parse(answer, ec);
+  env["n"] = i.opt.node_id;
+  env["q"] = boost::json::parse(request, ec);
+  std::string body = boost::json::serialize(env);
   uint64_t rev = 0;
   natsStatus s =
       kvStore_Create(&rev, i.outcome_kv, key.c_str(), body.data(), static_cast<int>(body.size()));
@@ -1157,7 +1166,83 @@ std::optional<std::string> Node::claim(std::string_view program,
   std::string stored(static_cast<const char*>(kvEntry_Value(e)),
                      static_cast<std::size_t>(kvEntry_ValueLen(e)));
   kvEntry_Destroy(e);
+  boost::json::value v = boost::json::parse(stored, ec);
+  if (!ec && v.is_object() && v.as_object().contains("a")) {
+    const auto& o = v.as_object();
+    if (const auto* n = o.if_contains("n"); n && n->is_string() && n->get_string() == i.opt.node_id) {
+      // This node won it in an earlier run that died before its write: it is ours to finish.
+      i.log->warn("event=outcome_reclaimed program={} key={}", program, key);
+      return std::string();
+    }
+    return boost::json::serialize(o.at("a"));
+  }
   return stored;
+}
+
+std::vector<std::string> Node::own_claims_since(std::uint64_t since_ms, std::uint32_t timeout_ms) {
+  Impl& i = *impl_;
+  std::vector<std::string> out;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!i.ensure_ready()) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      i.log->error("event=claim_recovery_skipped reason=cluster_unreachable since_ms={}", since_ms);
+      return out;
+    }
+    sleep_ms(i.opt.retry_ms);
+  }
+  // Read up to the bucket's last record as of now: records claimed while this runs belong to
+  // this run and are written by it.
+  std::string stream = std::string("KV_") + kOutcomeBucket;
+  std::uint64_t last_seq = 0;
+  {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    if (js_GetStreamInfo(&si, i.js, stream.c_str(), nullptr, &jerr) == NATS_OK) {
+      last_seq = si->State.LastSeq;
+      jsStreamInfo_Destroy(si);
+    }
+  }
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  std::string subject = std::string("$KV.") + kOutcomeBucket + ".>";
+  so.Stream = stream.c_str();
+  so.Ordered = true;
+  so.Config.DeliverPolicy = js_DeliverByStartTime;
+  so.Config.OptStartTime = static_cast<std::int64_t>(since_ms) * 1'000'000;
+  natsSubscription* sub = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_SubscribeSync(&sub, i.js, subject.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    i.log->error("event=claim_recovery_skipped reason=\"{}\" since_ms={}", nats_error(s), since_ms);
+    return out;
+  }
+  std::size_t seen = 0;
+  bool at_end = false;
+  while (!at_end && std::chrono::steady_clock::now() < deadline) {
+    natsMsg* m = nullptr;
+    if (natsSubscription_NextMsg(&m, sub, 500) != NATS_OK)
+      break;  // caught up (or an error: what was read is still worth finishing)
+    ++seen;
+    jsMsgMetaData* md = nullptr;
+    if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
+      at_end = md->Sequence.Stream >= last_seq;
+      jsMsgMetaData_Destroy(md);
+    }
+    std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(data, ec);
+    if (!ec && v.is_object()) {
+      const auto& o = v.as_object();
+      const auto* n = o.if_contains("n");
+      const auto* q = o.if_contains("q");
+      if (n && n->is_string() && n->get_string() == i.opt.node_id && q && q->is_object())
+        out.push_back(boost::json::serialize(*q));
+    }
+    natsMsg_Destroy(m);
+  }
+  natsSubscription_Destroy(sub);
+  i.log->info("event=claim_recovery_scan since_ms={} records={} own={}", since_ms, seen, out.size());
+  return out;
 }
 
 std::optional<std::string> Node::step_down(std::string_view server, std::uint32_t timeout_ms) {

@@ -203,13 +203,38 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
       conversion_options.await_click = [n = node.get()](const ClickId& id) {
         return n->await_click(id);
       };
-      conversion_options.claim =
-          [n = node.get()](std::string_view program, std::string_view event_id,
-                           std::string_view answer) { return n->claim(program, event_id, answer); };
+      conversion_options.claim = [n = node.get()](std::string_view program,
+                                                  std::string_view event_id,
+                                                  std::string_view answer,
+                                                  std::string_view request) {
+        return n->claim(program, event_id, answer, request);
+      };
       node->start(*catalog);
     }
     conversions = std::make_unique<attribution::ConversionService>(
         *store, *catalog, *ledger, outbox.get(), std::move(conversion_options));
+    if (node) {
+      // Outcomes this node claimed in its last run but did not write (it died in between):
+      // processed again before any new request, they are written now (the claim is ours).
+      std::uint64_t since = now_ms() > 600'000 ? now_ms() - 600'000 : 0;
+      if (auto v = store->get_doc(attribution::kLastCommitKey); v && *v) {
+        std::uint64_t last = std::strtoull((*v)->c_str(), nullptr, 10);
+        since = last > 60'000 ? last - 60'000 : 0;
+      }
+      std::vector<attribution::ConversionRequest> redo;
+      for (const auto& text : node->own_claims_since(since)) {
+        if (auto r = attribution::request_from_json(text)) {
+          redo.push_back(std::move(*r));
+        }
+      }
+      std::size_t finished = 0;
+      if (!redo.empty()) {
+        for (const auto& r : conversions->process(redo)) {
+          finished += r.status == 201 ? 1 : 0;
+        }
+      }
+      log->info("event=claim_recovery checked={} finished={}", redo.size(), finished);
+    }
     server = std::make_unique<http::Server>(http::Services{
         .config = cfg,
         .catalog = *catalog,

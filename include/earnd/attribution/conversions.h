@@ -42,6 +42,14 @@ struct ConversionRequest {
   std::optional<std::uint64_t> visitor_hash;  // the browser's, for probabilistic matching
 };
 
+// A request as JSON, for the cluster's outcome record, and back (nullopt: not such a JSON).
+std::string request_json(const ConversionRequest& req);
+std::optional<ConversionRequest> request_from_json(std::string_view text);
+
+// The docs key holding the time of the last conversion batch a cluster node committed: where
+// its recovery of claimed but unwritten outcomes starts reading.
+inline constexpr std::string_view kLastCommitKey = "cl/conv_commit_ms";
+
 struct ConversionReply {
   unsigned status = 200;
   std::string body;  // JSON
@@ -53,11 +61,15 @@ struct ConversionOptions {
   // Scale-out mode only (empty otherwise). await_click: waits until a click named by a
   // conversion but made on another node is in the local index; true when it arrived.
   std::function<bool(const ClickId&)> await_click;
-  // claim: the cluster-wide create-if-absent of a new outcome's answer. nullopt: unreachable
-  // (the request answers 503 and writes nothing); "": this node created it; otherwise the answer
-  // stored by the first writer (the request writes nothing and answers it as a duplicate).
-  std::function<std::optional<std::string>(
-      std::string_view program, std::string_view event_id, std::string_view answer)>
+  // claim: the cluster-wide create-if-absent of a new outcome's answer, stored with the request
+  // (request: the JSON of request_json()) so that the node can finish it after a crash.
+  // nullopt: unreachable (the request answers 503 and writes nothing); "": this node created it
+  // (now or in an earlier run whose write was lost); otherwise the answer stored by the first
+  // writer (the request writes nothing and answers it as a duplicate).
+  std::function<std::optional<std::string>(std::string_view program,
+                                           std::string_view event_id,
+                                           std::string_view answer,
+                                           std::string_view request)>
       claim;
 };
 

@@ -127,9 +127,18 @@ class Node {
   // Create-if-absent of a conversion outcome. nullopt: the cluster could not be reached (the
   // caller answers 503); an empty string: this call created it; otherwise the body stored by
   // the first writer.
+  // The record keeps the answer with this node's id and the request; a record this node wrote
+  // in an earlier run counts as created by this call (its local write was lost with that run).
   std::optional<std::string> claim(std::string_view program,
                                    std::string_view event_id,
-                                   std::string_view body);
+                                   std::string_view answer,
+                                   std::string_view request);
+
+  // The requests of the outcomes this node claimed since since_ms (from the outcome bucket's
+  // stream), for the start-up recovery: each is processed again and, when its local write was
+  // lost, finished. Waits at most timeout_ms for the cluster; empty (and an error logged) when
+  // it cannot be reached.
+  std::vector<std::string> own_claims_since(std::uint64_t since_ms, std::uint32_t timeout_ms = 15'000);
 
   Status status() const;
 
