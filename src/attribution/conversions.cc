@@ -734,7 +734,17 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
       return r;
     }
     std::string event_id = text_field(req.body, "event_id", 128, true);
-    auto claimed = options_.claim(req.program, event_id, r.body, request_json(req));
+    // The recorded request carries the time this node gave the conversion, so that finishing it
+    // after a crash (see ConversionOptions::claim) works it out exactly as answered.
+    ConversionRequest recorded = req;
+    if (!recorded.body.contains("occurred_at") || recorded.body.at("occurred_at").is_null()) {
+      ErrorCode ec;
+      json::value answer = json::parse(r.body, ec);
+      if (!ec && answer.is_object() && answer.as_object().contains("occurred_at")) {
+        recorded.body["occurred_at"] = answer.as_object().at("occurred_at");
+      }
+    }
+    auto claimed = options_.claim(req.program, event_id, r.body, request_json(recorded));
     if (claimed && claimed->empty()) {
       return r;
     }

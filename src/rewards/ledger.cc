@@ -6,6 +6,7 @@
 #include <boost/json.hpp>
 #include <date/date.h>
 
+#include "earnd/common/hash.h"
 #include "earnd/common/money.h"
 #include "earnd/common/secrets.h"
 #include "earnd/common/time.h"
@@ -19,6 +20,26 @@ namespace json = boost::json;
 
 namespace earnd::rewards {
 namespace {
+
+// The id of the reward entry of one kind for one conversion: derived from the program, event id
+// and kind instead of drawn at random, so that working out the same conversion again (a cluster
+// node finishing an outcome it claimed before it died) makes the same entry, with the same id
+// as in the answer the cluster already gave. Same form as random ids: "le_" and 16 of [a-z0-9].
+std::string entry_id(std::string_view program, std::string_view event_id, std::string_view kind) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string key(program);
+  key.push_back('\0');
+  key.append(event_id).push_back('\0');
+  key.append(kind);
+  std::uint64_t h[2] = {xxh3(key), xxh3(key + "\x01")};
+  std::string id = "le_";
+  for (int i = 0; i < 16; ++i) {
+    std::uint64_t& w = h[i / 8];
+    id.push_back(kAlphabet[w % 36]);
+    w /= 36;
+  }
+  return id;
+}
 
 std::string be8(std::uint64_t v) {
   std::string s(8, '\0');
@@ -179,7 +200,10 @@ json::array Ledger::reward(DocTxn& txn,
   json::array ids;
   std::uint64_t approve_at = at_ms + std::uint64_t{program.hold_days} * 86'400'000;
   auto make = [&](const char* kind, std::int64_t amount) {
-    json::object e{{"id", random_token("le_", 16)},
+    std::string event_id = conversion["event_id"].is_string()
+                               ? std::string(conversion["event_id"].get_string())
+                               : std::string();
+    json::object e{{"id", entry_id(program.id, event_id, kind)},
                    {"kind", kind},
                    {"program", program.id},
                    {"referrer_id", referrer},
