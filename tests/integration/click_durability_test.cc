@@ -143,5 +143,25 @@ TEST_F(ClickDurabilityTest, ExportsEveryClickAfterStopInAsyncDurability) {
   EXPECT_EQ(reason_counts(rows), (std::map<std::string, int>{{"", 150}, {"bot_ua", 50}}));
 }
 
+// The offline commands read a data directory; a mistyped one is an error, not a new empty store
+// (which would report zero clicks as if that were the answer).
+TEST(EarnctlOfflineTest, RefusesADataDirectoryThatDoesNotExist) {
+  TempDir scratch;
+  std::filesystem::path missing = scratch.path() / "no-such-data";
+  std::string earnctl = (std::filesystem::path(EARND_BIN_DIR) / "earnctl").string();
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"stats", "--data-dir", missing.string()},
+        std::vector<std::string>{"export", "clicks", "--data-dir", missing.string()},
+        std::vector<std::string>{"attribute", "--data-dir", missing.string(), "--conversions",
+                                 "/dev/null", "--model", "last_click", "--window", "30d", "--out",
+                                 (scratch.path() / "out.csv").string()}}) {
+    args.insert(args.begin(), earnctl);
+    auto r = run_command(args, scratch.path());
+    EXPECT_NE(r.exit_code, 0) << args[1];
+    EXPECT_NE(r.err.find("does not exist"), std::string::npos) << args[1] << ": " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(missing)) << args[1] << " created it";
+  }
+}
+
 }  // namespace
 }  // namespace earnd::integration

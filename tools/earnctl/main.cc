@@ -467,7 +467,8 @@ int main(int argc, char** argv) {
   exp->require_subcommand(1);
   auto* exp_clicks = exp->add_subcommand("clicks", "clicks, oldest first");
   std::string data_dir, from, to, program;
-  exp_clicks->add_option("--data-dir", data_dir, "read a data directory instead of a server");
+  exp_clicks->add_option("--data-dir", data_dir, "read a data directory instead of a server")
+      ->check(CLI::ExistingDirectory);
   exp_clicks->add_option("--from", from, "start: Unix ms, date or RFC 3339 time (inclusive)");
   exp_clicks->add_option(
       "--to", to, "end: Unix ms, date or RFC 3339 time (exclusive; a date includes that day)");
@@ -575,7 +576,9 @@ int main(int argc, char** argv) {
   // store stats
   auto* stats = app.add_subcommand("stats", "clicks and bytes on disk of a stopped server's data");
   bool compact = false;
-  stats->add_option("--data-dir", data_dir, "data directory")->required();
+  stats->add_option("--data-dir", data_dir, "data directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   stats->add_flag("--compact", compact, "compact fully first");
   stats->callback([&] { rc = store_stats(data_dir, compact); });
 
@@ -601,6 +604,7 @@ int main(int argc, char** argv) {
   AttributeArgs attr;
   auto* att = app.add_subcommand("attribute", "attribute a conversions CSV to imported clicks");
   att->add_option("--data-dir", attr.data_dir, "data directory (read-only; earnd may run on it)")
+      ->check(CLI::ExistingDirectory)
       ->required();
   att->add_option("--conversions", attr.conversions,
                   "conv_id,ts_ms,visitor_id,amount_cents,kind CSV")
