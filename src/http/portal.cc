@@ -210,6 +210,9 @@ Reply conversions(Services& s, const links::ReferrerInfo& info, const boost::url
                      .type = query_param(u, "type"),
                      .referrer_id = info.id,
                      .mask_customers = true};
+  if (!is_conversion_type_filter(f.type)) {
+    return error(400, "invalid_field", "type must be signup, sale or refund");
+  }
   std::string tz = query_param(u, "tz");
   for (auto [name, is_to] : {std::pair{"from", false}, std::pair{"to", true}}) {
     std::string t = query_param(u, name);

@@ -316,6 +316,9 @@ Reply conversions_route(Services& s, const boost::urls::url_view& u) {
   if (!f.attributed.empty() && f.attributed != "true" && f.attributed != "false") {
     return error(400, "invalid_field", "attributed must be true or false");
   }
+  if (!is_conversion_type_filter(f.type)) {
+    return error(400, "invalid_field", "type must be signup, sale or refund");
+  }
   auto p = paging_of(s, u, err);
   if (!p) {
     return err;

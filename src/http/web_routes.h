@@ -54,6 +54,12 @@ struct ConversionFilter {
   bool mask_customers = false;
 };
 
+// True for a conversions list's type filter: empty (any), signup, sale or refund. Anything else
+// is answered 400 invalid_field rather than as an empty list.
+inline bool is_conversion_type_filter(std::string_view t) noexcept {
+  return t.empty() || t == "signup" || t == "sale" || t == "refund";
+}
+
 // {"rows": [...], "total", "page", "per_page"}: conversions newest first. Reads every
 // conversion of the program (see the LIMIT in the .cc).
 boost::json::object list_conversions(Services& s,

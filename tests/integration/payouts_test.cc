@@ -168,6 +168,13 @@ TEST_F(PayoutsApiTest, ListsRefuseBadPagingAndClampPerPage) {
     EXPECT_EQ(parse_json(ok).at("page").to_number<std::int64_t>(), 2) << list;
     EXPECT_EQ(parse_json(ok).at("per_page").to_number<std::int64_t>(), 7) << list;
   }
+  // A filter value the list does not know is an error, not an empty list.
+  for (std::string query : {"type=bogus", "type=SALE", "attributed=maybe"}) {
+    HttpResponse r = admin("GET", "/v1/conversions?program=acme&" + query);
+    EXPECT_EQ(r.status, 400) << query << ": " << r.body;
+    EXPECT_NE(r.body.find("invalid_field"), std::string::npos) << query << ": " << r.body;
+  }
+  EXPECT_EQ(admin("GET", "/v1/conversions?program=acme&type=sale").status, 200);
   HttpResponse clamped = admin("GET", "/v1/referrers?program=acme&per_page=100000");
   ASSERT_EQ(clamped.status, 200) << clamped.body;
   EXPECT_EQ(parse_json(clamped).at("per_page").to_number<std::int64_t>(), 500);
