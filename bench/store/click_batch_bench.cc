@@ -3,12 +3,13 @@
 // Store::write_clicks (no sync: the fsync is the disk's, measured in docs/benchmarks.md).
 // Reports ns, heap allocations and bytes handed to RocksDB per click.
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <unistd.h>
 
 #include "../common/alloc_counter.h"
 #include "earnd/common/click.h"
@@ -25,10 +26,12 @@ struct Scratch {
     std::filesystem::remove_all(dir);
     store = store::Store::open({.data_dir = dir.string()});
   }
+
   ~Scratch() {
     store.reset();
     std::filesystem::remove_all(dir);
   }
+
   std::filesystem::path dir;
   std::unique_ptr<store::Store> store;
 };
@@ -77,6 +80,7 @@ void BM_ClickBatch_Add(benchmark::State& state) {
   state.counters["allocs_per_click"] =
       benchmark::Counter(static_cast<double>(allocs), benchmark::Counter::kAvgIterations);
 }
+
 BENCHMARK(BM_ClickBatch_Add)->Arg(1)->Arg(1000)->Arg(50'000);
 
 void BM_Store_WriteClicks(benchmark::State& state) {
@@ -104,9 +108,11 @@ void BM_Store_WriteClicks(benchmark::State& state) {
     batch.clear();
   }
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch_size));
-  state.counters["bytes_per_click"] = benchmark::Counter(
-      static_cast<double>(bytes) / static_cast<double>(batch_size), benchmark::Counter::kAvgIterations);
+  state.counters["bytes_per_click"] =
+      benchmark::Counter(static_cast<double>(bytes) / static_cast<double>(batch_size),
+                         benchmark::Counter::kAvgIterations);
 }
+
 BENCHMARK(BM_Store_WriteClicks)->Arg(64)->Arg(512);
 
 }  // namespace

@@ -1169,7 +1169,8 @@ std::optional<std::string> Node::claim(std::string_view program,
   boost::json::value v = boost::json::parse(stored, ec);
   if (!ec && v.is_object() && v.as_object().contains("a")) {
     const auto& o = v.as_object();
-    if (const auto* n = o.if_contains("n"); n && n->is_string() && n->get_string() == i.opt.node_id) {
+    if (const auto* n = o.if_contains("n");
+        n && n->is_string() && n->get_string() == i.opt.node_id) {
       // This node won it in an earlier run that died before its write: it is ours to finish.
       i.log->warn("event=outcome_reclaimed program={} key={}", program, key);
       return std::string();
@@ -1241,7 +1242,8 @@ std::vector<std::string> Node::own_claims_since(std::uint64_t since_ms, std::uin
     natsMsg_Destroy(m);
   }
   natsSubscription_Destroy(sub);
-  i.log->info("event=claim_recovery_scan since_ms={} records={} own={}", since_ms, seen, out.size());
+  i.log->info("event=claim_recovery_scan since_ms={} records={} own={}", since_ms, seen,
+              out.size());
   return out;
 }
 
@@ -1287,13 +1289,12 @@ std::optional<std::string> Node::step_down(std::string_view server, std::uint32_
       if (after == server || after.empty())
         done = false;
     }
-    out.push_back(boost::json::object{{"stream", stream},
-                                      {"leader_before", before.value_or("")},
-                                      {"leader_after", after}});
+    out.push_back(boost::json::object{
+        {"stream", stream}, {"leader_before", before.value_or("")}, {"leader_after", after}});
   }
   i.log->info("event=step_down server={} done={}", server, done);
-  return boost::json::serialize(boost::json::object{
-      {"server", server}, {"streams", std::move(out)}, {"done", done}});
+  return boost::json::serialize(
+      boost::json::object{{"server", server}, {"streams", std::move(out)}, {"done", done}});
 }
 
 void Node::replay_since(std::uint64_t from_ms) {

@@ -44,7 +44,8 @@ std::optional<json::value> parse_body(const Request& req, Reply& error) {
 }
 
 // /v1/cluster/{status,drain,replay}: scale-out mode only (404 cluster_off without --cluster).
-Reply cluster_route(const Services& s, const Request& req, std::string_view what, bool get, bool post) {
+Reply cluster_route(
+    const Services& s, const Request& req, std::string_view what, bool get, bool post) {
   if (!s.cluster_status) {
     return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
   }
@@ -62,8 +63,7 @@ Reply cluster_route(const Services& s, const Request& req, std::string_view what
   const json::object* o = body->is_object() ? &body->as_object() : nullptr;
   if (what == "drain") {
     const json::value* v = o ? o->if_contains("server") : nullptr;
-    if (v == nullptr || !v->is_string() || v->get_string().empty() ||
-        v->get_string().size() > 64) {
+    if (v == nullptr || !v->is_string() || v->get_string().empty() || v->get_string().size() > 64) {
       return json_error(400, "missing_field",
                         "server (the NATS server_name to move leaders off, 1 to 64 characters) "
                         "is required");
@@ -78,8 +78,10 @@ Reply cluster_route(const Services& s, const Request& req, std::string_view what
     return json_error(400, "invalid_since", "since must be an RFC 3339 time");
   }
   s.cluster_replay(*since);
-  return {202, "application/json",
-          json::serialize(json::object{{"replay_from", format_rfc3339(*since)}}), {}};
+  return {202,
+          "application/json",
+          json::serialize(json::object{{"replay_from", format_rfc3339(*since)}}),
+          {}};
 }
 
 std::string param(const boost::urls::url_view& u, std::string_view name) {

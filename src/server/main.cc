@@ -203,10 +203,9 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
       conversion_options.await_click = [n = node.get()](const ClickId& id) {
         return n->await_click(id);
       };
-      conversion_options.claim = [n = node.get()](std::string_view program,
-                                                  std::string_view event_id,
-                                                  std::string_view answer,
-                                                  std::string_view request) {
+      conversion_options.claim = [n = node.get()](
+                                     std::string_view program, std::string_view event_id,
+                                     std::string_view answer, std::string_view request) {
         return n->claim(program, event_id, answer, request);
       };
       node->start(*catalog);

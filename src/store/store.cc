@@ -312,9 +312,9 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   const TableShape per_click{.block_size = 16 * 1024};
   families.emplace_back(kMeta, family_options(cache, plain, rocksdb::kNoCompression));
   auto clicks = family_options(cache, per_click, rocksdb::kLZ4Compression);
-  auto visitor = family_options(
-      cache, {.whole_key_filtering = false, .block_size = per_click.block_size},
-      rocksdb::kLZ4Compression);
+  auto visitor =
+      family_options(cache, {.whole_key_filtering = false, .block_size = per_click.block_size},
+                     rocksdb::kLZ4Compression);
   visitor.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
   auto counters = family_options(cache, plain, rocksdb::kLZ4Compression);
   counters.merge_operator = std::make_shared<CounterAddOperator>();
@@ -361,7 +361,8 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   impl->docs = impl->handles[5];
   impl->stats = impl->handles[6];
   {
-    std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(rocksdb::ReadOptions(), impl->meta));
+    std::unique_ptr<rocksdb::Iterator> it(
+        impl->db->NewIterator(rocksdb::ReadOptions(), impl->meta));
     const auto prefix = detail::LinkDictionary::kPrefix;
     for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size()));
          it->Valid() && it->key().starts_with(rocksdb::Slice(prefix.data(), prefix.size()));
@@ -371,8 +372,7 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
       }
     }
     if (!it->status().ok()) {
-      throw StartupError("store: cannot read " + options.data_dir + ": " +
-                         it->status().ToString());
+      throw StartupError("store: cannot read " + options.data_dir + ": " + it->status().ToString());
     }
   }
   return std::unique_ptr<Store>(new Store(std::move(impl)));

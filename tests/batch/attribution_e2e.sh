@@ -44,6 +44,7 @@ done
 cmp -s "$work/last.csv" "$work/last_h.csv" || fail "--window 720h differs from 30d"
 
 # A data directory without imported clicks has no visitor secret: a clear failure.
+mkdir -p "$work/empty"
 "$earnctl" stats --data-dir "$work/empty" >/dev/null || fail "creating an empty store"
 if "$earnctl" attribute --data-dir "$work/empty" --conversions "$work/data/conversions.csv" \
   --out "$work/empty.csv" 2>"$work/empty.err"; then

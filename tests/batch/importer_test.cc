@@ -222,7 +222,9 @@ TEST_F(ImporterTest, MalformedRowNamesItsLineAndWritesNothing) {
 // Found by the csv_import fuzzer: a referrer id that is not UTF-8 was stored in the referrer's
 // JSON record, and the next Catalog (the server's next start) refused the whole store.
 TEST_F(ImporterTest, ReferrerIdThatIsNotUtf8TextNamesItsLineAndLeavesTheCatalogReadable) {
-  for (std::string bad : {std::string("u\xa6" "1"), std::string("u\t1"), std::string("\xc3")}) {
+  for (std::string bad : {std::string("u\xa6"
+                                      "1"),
+                          std::string("u\t1"), std::string("\xc3")}) {
     std::string csv = row(1, kConvMs, "rcode01", "7", "1") + row(2, kConvMs, "rcode02", bad, "2");
     try {
       (void)import_clicks(*store_, write_csv("bad.csv", csv));
@@ -235,7 +237,8 @@ TEST_F(ImporterTest, ReferrerIdThatIsNotUtf8TextNamesItsLineAndLeavesTheCatalogR
   EXPECT_EQ(meta_count("r/"), 0u);
   EXPECT_TRUE(stored_clicks().empty());
   // UTF-8 text is fine, and the store still opens its catalog afterwards.
-  auto ok = import_clicks(*store_, write_csv("ok.csv", row(3, kConvMs, "rcode03", "J\xc3\xbcrgen", "3")));
+  auto ok =
+      import_clicks(*store_, write_csv("ok.csv", row(3, kConvMs, "rcode03", "J\xc3\xbcrgen", "3")));
   EXPECT_EQ(ok.referrers_created, 1u);
   EXPECT_NO_THROW(links::Catalog(*store_, ""));
   EXPECT_EQ(winner(attribution::Model::kLastClick, "3", kConvMs), "J\xc3\xbcrgen");

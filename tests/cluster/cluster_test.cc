@@ -12,8 +12,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <ctime>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -41,9 +41,12 @@ constexpr std::string_view kUa = "Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0 S
 
 // A JSON number as an integer; a non-fatal failure (and -1) for anything else.
 std::int64_t num(const json::value& v) {
-  if (v.is_int64()) return v.get_int64();
-  if (v.is_uint64()) return static_cast<std::int64_t>(v.get_uint64());
-  if (v.is_double()) return static_cast<std::int64_t>(v.get_double());
+  if (v.is_int64())
+    return v.get_int64();
+  if (v.is_uint64())
+    return static_cast<std::int64_t>(v.get_uint64());
+  if (v.is_double())
+    return static_cast<std::int64_t>(v.get_double());
   ADD_FAILURE() << "not a number: " << json::serialize(v);
   return -1;
 }
@@ -132,7 +135,9 @@ class ClusterTest : public ::testing::Test {
       c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     }
     program_.erase(std::remove_if(program_.begin(), program_.end(),
-                                  [](char c) { return !std::isalnum(static_cast<unsigned char>(c)) && c != '-'; }),
+                                  [](char c) {
+                                    return !std::isalnum(static_cast<unsigned char>(c)) && c != '-';
+                                  }),
                    program_.end());
     program_ = program_.substr(0, 40);
     code_ = "k" + std::to_string(::getpid() % 100000) + std::to_string(++counter_);
@@ -162,10 +167,10 @@ class ClusterTest : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < deadline) {
       for (int port : monitor_ports()) {
-        auto r = run_command({"/usr/bin/curl", "-fsS", "--max-time", "2",
-                              "http://127.0.0.1:" + std::to_string(port) +
-                                  "/jsz?accounts=true&streams=true"},
-                             scratch_.path(), 5s);
+        auto r = run_command(
+            {"/usr/bin/curl", "-fsS", "--max-time", "2",
+             "http://127.0.0.1:" + std::to_string(port) + "/jsz?accounts=true&streams=true"},
+            scratch_.path(), 5s);
         if (r.exit_code != 0) {
           continue;
         }
@@ -228,7 +233,8 @@ class ClusterTest : public ::testing::Test {
                       R"({"id":")" + program_ + R"(","name":"Cluster","currency":"USD",
                           "destination":"https://shop.example.com/","allowed_hosts":["shop.example.com"],
                           "attribution":{"model":"last_click","window_days":30,"cookie_days":30,"dedupe_minutes":60},
-                          "rewards":)" + std::string(rewards) + R"(,"hold_days":0})");
+                          "rewards":)" +
+                          std::string(rewards) + R"(,"hold_days":0})");
     ASSERT_EQ(r.status, 201) << r.body;
     program_key_ = std::string(json::parse(r.body).as_object().at("program_key").as_string());
     r = on.admin("POST", "/v1/programs/" + program_ + "/referrers",
@@ -238,7 +244,8 @@ class ClusterTest : public ::testing::Test {
   }
 
   // Waits until a link answers `status` on node; the time it took, or nullopt after the deadline.
-  std::optional<std::chrono::milliseconds> await_link(Node& on, int status,
+  std::optional<std::chrono::milliseconds> await_link(Node& on,
+                                                      int status,
                                                       std::chrono::milliseconds deadline) {
     auto start = std::chrono::steady_clock::now();
     while (std::chrono::steady_clock::now() - start < deadline) {
@@ -254,8 +261,8 @@ class ClusterTest : public ::testing::Test {
 
   // Clicks from `threads` connections over both nodes, `per_thread` each, calling at(n) when the
   // n-th acknowledged click (1-based) arrives; returns the ids answered 302.
-  std::vector<std::string> load(Node& a, Node& b, int threads, int per_thread,
-                                const std::function<void(std::size_t)>& at) {
+  std::vector<std::string> load(
+      Node& a, Node& b, int threads, int per_thread, const std::function<void(std::size_t)>& at) {
     std::mutex mu;
     std::vector<std::string> acked;
     std::vector<std::thread> ts;
@@ -317,9 +324,10 @@ class ClusterTest : public ::testing::Test {
     }
     EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged clicks";
     EXPECT_EQ(twice, 0u);
-    std::printf("[ cluster ] acknowledged %zu, in the workers' exports %zu (all tests' clicks), "
-                "missing %zu, twice %zu\n",
-                acked.size(), seen.size(), missing, twice);
+    std::printf(
+        "[ cluster ] acknowledged %zu, in the workers' exports %zu (all tests' clicks), "
+        "missing %zu, twice %zu\n",
+        acked.size(), seen.size(), missing, twice);
   }
 
   // Two rounds under one load: the victim (picked again each round, as the cluster changes) is
@@ -387,18 +395,16 @@ TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEd
   std::strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   std::string body = R"({"event_id":"ord_1","type":"sale","click_id":")" + cid +
                      R"(","amount_minor":1000,"currency":"USD","occurred_at":")" + now + R"("})";
-  auto conv = ca.request("POST", "/v1/conversions",
-                         {{"Authorization", "Bearer " + program_key_},
-                          {"Content-Type", "application/json"}},
-                         body);
+  auto conv = ca.request(
+      "POST", "/v1/conversions",
+      {{"Authorization", "Bearer " + program_key_}, {"Content-Type", "application/json"}}, body);
   ASSERT_EQ(conv.status, 201) << conv.body;
   EXPECT_NE(conv.body.find(cid), std::string::npos) << conv.body;
   // The same event posted to the other edge is the same outcome, answered as a duplicate.
   HttpConnection cb(b.process->public_endpoint());
-  auto again = cb.request("POST", "/v1/conversions",
-                          {{"Authorization", "Bearer " + program_key_},
-                           {"Content-Type", "application/json"}},
-                          body);
+  auto again = cb.request(
+      "POST", "/v1/conversions",
+      {{"Authorization", "Bearer " + program_key_}, {"Content-Type", "application/json"}}, body);
   EXPECT_EQ(again.status, 200) << again.body;
   EXPECT_NE(again.body.find(cid), std::string::npos) << again.body;
 
@@ -426,8 +432,10 @@ TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEd
     held_b.clear();
     auto sa = a.status();
     auto sb = b.status();
-    for (const auto& s : arr(sa["held_shards"])) held_a.insert(num(s));
-    for (const auto& s : arr(sb["held_shards"])) held_b.insert(num(s));
+    for (const auto& s : arr(sa["held_shards"]))
+      held_a.insert(num(s));
+    for (const auto& s : arr(sb["held_shards"]))
+      held_b.insert(num(s));
     if (held_a.size() + held_b.size() == 64 && !held_a.empty() && !held_b.empty()) {
       break;
     }
@@ -679,9 +687,10 @@ TEST_F(ClusterTest, DisabledLinkReachesAnEdgeWhoseWatcherServerWasKilled) {
   auto gone = await_link(b, 404, 10s);
   EXPECT_TRUE(gone) << "node b still redirects 10 s after the link was disabled";
   if (gone) {
-    std::printf("[ cluster ] killed %s (node b's server); the disabled link was refused on b "
-                "after %lld ms\n",
-                victim.c_str(), static_cast<long long>(gone->count()));
+    std::printf(
+        "[ cluster ] killed %s (node b's server); the disabled link was refused on b "
+        "after %lld ms\n",
+        victim.c_str(), static_cast<long long>(gone->count()));
   }
   EXPECT_EQ(a.process->stop(30s), 0);
   EXPECT_EQ(b.process->stop(30s), 0);
@@ -703,7 +712,8 @@ TEST_F(ClusterTest, TenThousandSalesWithAWorkerKilledMidwayGiveOneOutcomeEach) {
 
 void ClusterTest::sales_through_two_edges(bool kill_b) {
   std::filesystem::path cfg = scratch_.path() / "nolimit.toml";
-  std::ofstream(cfg) << "[server]\nconversion_rate_per_client = 0\nconversion_rate_per_program = 0\n";
+  std::ofstream(cfg)
+      << "[server]\nconversion_rate_per_client = 0\nconversion_rate_per_program = 0\n";
   Node a("a", scratch_, urls_, {"--config", cfg.string()});
   Node b("b", scratch_, urls_, {"--config", cfg.string()});
   ASSERT_EQ(a.process->start(), "");
@@ -727,10 +737,12 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
            R"(","amount_minor":)" + std::to_string(1000 + 10 * i) +
            R"(,"currency":"USD","occurred_at":")" + now + R"("})";
   };
+
   // Answers per event: the 201 bodies and the duplicate bodies, without the duplicate flag.
   struct Answers {
     std::vector<std::string> created, repeated;
   };
+
   std::vector<Answers> answers(kEvents);
   std::mutex mu;
   std::atomic<int> failures{0};
@@ -763,10 +775,10 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
           if (!conn[edge] || !conn[edge]->connected()) {
             conn[edge] = std::make_unique<HttpConnection>(n.process->public_endpoint(), 10s);
           }
-          r = conn[edge]->request("POST", "/v1/conversions",
-                                  {{"Authorization", "Bearer " + program_key_},
-                                   {"Content-Type", "application/json"}},
-                                  body_of(i));
+          r = conn[edge]->request(
+              "POST", "/v1/conversions",
+              {{"Authorization", "Bearer " + program_key_}, {"Content-Type", "application/json"}},
+              body_of(i));
           if (r.status == 0) {
             conn[edge].reset();
           } else if (r.status == 503) {
@@ -839,9 +851,11 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
   }
   EXPECT_EQ(got, want) << "sum of the two nodes' ledger balances";
   EXPECT_EQ(entries, static_cast<std::size_t>(kEvents));
-  std::printf("[ cluster ] %d sales x 3 posts%s: ledger total %lld (rule once: %lld), %zu ledger "
-              "entries over both nodes, %d events answered only as duplicates\n",
-              kEvents, kill_b ? ", node b killed midway" : "", static_cast<long long>(got), static_cast<long long>(want), entries, no_created);
+  std::printf(
+      "[ cluster ] %d sales x 3 posts%s: ledger total %lld (rule once: %lld), %zu ledger "
+      "entries over both nodes, %d events answered only as duplicates\n",
+      kEvents, kill_b ? ", node b killed midway" : "", static_cast<long long>(got),
+      static_cast<long long>(want), entries, no_created);
   EXPECT_EQ(a.process->stop(30s), 0);
   EXPECT_EQ(b.process->stop(30s), 0);
 }

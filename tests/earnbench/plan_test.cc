@@ -49,8 +49,8 @@ TEST(PlanTest, MissingFiguresLeavePlanLinesEmpty) {
   EXPECT_FALSE(p.cores.has_value());
   EXPECT_FALSE(p.memory_bytes.has_value());
   EXPECT_FALSE(p.disk_bytes.has_value());
-  std::string text = plan_text({.clicks_per_day = 1e6, .peak_factor = 3, .retention_days = 30},
-                               run, p);
+  std::string text =
+      plan_text({.clicks_per_day = 1e6, .peak_factor = 3, .retention_days = 30}, run, p);
   EXPECT_NE(text.find("cores        n/a"), std::string::npos) << text;
 }
 

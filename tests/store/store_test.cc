@@ -11,10 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include "click_format.h"  // the store module's private codec
 #include "earnd/common/click.h"
 #include "earnd/common/click_id.h"
 #include "earnd/common/error.h"
-#include "click_format.h"  // the store module's private codec
 
 namespace earnd::store {
 namespace {
@@ -422,8 +422,8 @@ TEST_F(StoreTest, ClickWithItsOwnTimeKeepsItAndScansInTimeOrder) {
     EXPECT_EQ(vc.code, "summer24");
     return true;
   }));
-  EXPECT_EQ(times, (std::vector<std::uint64_t>{kDayStartMs + 100, kDayStartMs + 500,
-                                               kDayStartMs + 900}));
+  EXPECT_EQ(times,
+            (std::vector<std::uint64_t>{kDayStartMs + 100, kDayStartMs + 500, kDayStartMs + 900}));
   EXPECT_EQ(ids, (std::vector<ClickId>{before.id, own.id, after.id}));
 }
 
@@ -444,7 +444,8 @@ TEST_F(StoreTest, DecodesBothRecordFormats) {
   EXPECT_LT(v2.size(), v1.size());
   EXPECT_FALSE(detail::decode_stored_click(c.id, v2, dict).has_value());  // no entry 300
   for (std::uint32_t n = 0; n <= 300; ++n) {
-    std::string text = detail::LinkDictionary::text_of("acme", "rf_" + std::to_string(n), "summer24");
+    std::string text =
+        detail::LinkDictionary::text_of("acme", "rf_" + std::to_string(n), "summer24");
     ASSERT_EQ(dict.number_for(text).first, n);
   }
   auto two = detail::decode_stored_click(c.id, v2, dict);

@@ -328,7 +328,8 @@ int run_bench(const Flags& f) {
     result.server.skipped = skipped.empty() ? "/metrics was empty" : skipped;
   }
   if (f.server_pid > 0 && !proc_before) {
-    result.server.cpu_source = "skipped: cannot read /proc/" + std::to_string(f.server_pid) + "/stat";
+    result.server.cpu_source =
+        "skipped: cannot read /proc/" + std::to_string(f.server_pid) + "/stat";
   }
 
   std::cout << summary_text(result);
@@ -365,8 +366,7 @@ void add_plan_options(CLI::App& plan, PlanFlags& p) {
   plan.add_option("--clicks-per-day", p.request.clicks_per_day, "Clicks per day")->required();
   plan.add_option("--peak-factor", p.request.peak_factor, "Peak rate over the day's mean")
       ->required();
-  plan.add_option("--retention-days", p.request.retention_days, "Days clicks are kept")
-      ->required();
+  plan.add_option("--retention-days", p.request.retention_days, "Days clicks are kept")->required();
   plan.add_option("--from-json", p.from_json, "Result file of a measured earnbench run");
   plan.add_option("--target-utilization", p.request.target_utilization,
                   "Share of each core the peak may use")

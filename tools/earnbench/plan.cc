@@ -84,14 +84,15 @@ Plan make_plan(const PlanRequest& req, const MeasuredRun& run) {
 }
 
 std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan& p) {
-  std::string out = fmt::format(
-      "earnbench plan: {} clicks/day, peak factor {}, retention {} days\n\n",
-      group_digits(req.clicks_per_day), req.peak_factor, req.retention_days);
+  std::string out =
+      fmt::format("earnbench plan: {} clicks/day, peak factor {}, retention {} days\n\n",
+                  group_digits(req.clicks_per_day), req.peak_factor, req.retention_days);
 
   out += fmt::format(
       "Derived from the measured run in {} on this machine ({} CPUs, load generator on the same "
       "cores):\n  {} {} req/s",
-      run.source, run.machine_cpus, run.mode.empty() ? "a" : run.mode, group_digits(run.throughput_rps));
+      run.source, run.machine_cpus, run.mode.empty() ? "a" : run.mode,
+      group_digits(run.throughput_rps));
   if (run.cpu_cores_used) {
     out += fmt::format(" using {:.2f} server cores", *run.cpu_cores_used);
   }
@@ -112,12 +113,14 @@ std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan
         "least 1)\n",
         *p.cores, group_digits(*p.rps_per_core), req.target_utilization * 100);
   } else {
-    out += "  cores        n/a: the run has no server CPU figure (rerun earnbench with "
-           "--admin-url and --server-pid)\n";
+    out +=
+        "  cores        n/a: the run has no server CPU figure (rerun earnbench with "
+        "--admin-url and --server-pid)\n";
   }
   if (p.memory_bytes) {
-    out += fmt::format("  memory       {}  (server RSS measured at the end of the run, {}, x {})\n",
-                       human_bytes(*p.memory_bytes), human_bytes(*run.rss_bytes), req.memory_headroom);
+    out +=
+        fmt::format("  memory       {}  (server RSS measured at the end of the run, {}, x {})\n",
+                    human_bytes(*p.memory_bytes), human_bytes(*run.rss_bytes), req.memory_headroom);
   } else {
     out += "  memory       n/a: the run has no server RSS (rerun earnbench with --server-pid)\n";
   }
@@ -134,7 +137,8 @@ std::string plan_text(const PlanRequest& req, const MeasuredRun& run, const Plan
         human_bytes(*p.disk_bytes), group_digits(p.stored_clicks), *run.bytes_per_click,
         req.disk_headroom);
   } else {
-    out += "  disk         n/a: the run has no bytes per click (rerun earnbench with --admin-url)\n";
+    out +=
+        "  disk         n/a: the run has no bytes per click (rerun earnbench with --admin-url)\n";
   }
 
   if (p.peak_rps > run.throughput_rps) {

@@ -12,11 +12,11 @@ namespace earnbench {
 
 struct PlanRequest {
   double clicks_per_day = 0;
-  double peak_factor = 1;         // Peak rate over the day's mean rate.
-  double retention_days = 0;      // How long clicks stay on disk.
+  double peak_factor = 1;           // Peak rate over the day's mean rate.
+  double retention_days = 0;        // How long clicks stay on disk.
   double target_utilization = 0.7;  // Share of each core the plan lets the peak use (assumed).
-  double disk_headroom = 1.5;     // Compaction, write-ahead log and free space (assumed).
-  double memory_headroom = 1.5;   // Over the measured resident set (assumed).
+  double disk_headroom = 1.5;       // Compaction, write-ahead log and free space (assumed).
+  double memory_headroom = 1.5;     // Over the measured resident set (assumed).
   // Bytes on disk per stored click measured after compaction (earnctl stats --compact) on data
   // like the user's; when set, the disk line uses it instead of the run's bytes handed to
   // RocksDB, which are before compression and so an upper bound.

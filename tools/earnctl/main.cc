@@ -555,7 +555,8 @@ int main(int argc, char** argv) {
   std::string since;
   auto* cluster_replay = cluster->add_subcommand(
       "replay", "read the click stream again from a time, adding clicks this node's index lacks");
-  cluster_replay->add_option("--since", since, "a duration back from now (30m, 2h, 7d) or an RFC 3339 time")
+  cluster_replay
+      ->add_option("--since", since, "a duration back from now (30m, 2h, 7d) or an RFC 3339 time")
       ->required();
   cluster_replay->callback([&] {
     std::string at = since;

@@ -138,7 +138,8 @@ class Node {
   // stream), for the start-up recovery: each is processed again and, when its local write was
   // lost, finished. Waits at most timeout_ms for the cluster; empty (and an error logged) when
   // it cannot be reached.
-  std::vector<std::string> own_claims_since(std::uint64_t since_ms, std::uint32_t timeout_ms = 15'000);
+  std::vector<std::string> own_claims_since(std::uint64_t since_ms,
+                                            std::uint32_t timeout_ms = 15'000);
 
   Status status() const;
 
