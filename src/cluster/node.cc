@@ -1321,6 +1321,7 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["forwarded"] = st.forwarded;
   o["forward_lag_s"] = st.forward_lag_s;
   o["applied_seq"] = st.applied_seq;
+  o["stream_last_seq"] = st.stream_last_seq;
   o["indexed"] = st.indexed;
   o["replaying"] = st.replaying;
   o["replayed"] = st.replayed;
@@ -1360,6 +1361,7 @@ Status Node::status() const {
     }
   }
   st.applied_seq = i.applied_seq.load();
+  st.stream_last_seq = const_cast<Impl&>(i).stream_last_seq().value_or(0);
   st.indexed = i.indexed_total.load();
   st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
   st.replayed = i.replayed_total.load();

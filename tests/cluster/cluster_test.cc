@@ -152,6 +152,7 @@ class ClusterTest : public ::testing::Test {
         (void)nats("start-node", n);
       }
     }
+    (void)click_stream_leader();  // and the stream led again (waits up to 20 s)
   }
 
   CommandResult nats(const std::string& verb, const std::string& node = {}) {
@@ -302,7 +303,29 @@ class ClusterTest : public ::testing::Test {
 
   // Stops both nodes (SIGTERM: spool and index drained), then checks that every acknowledged
   // click is in exactly one worker's export, and no click id appears twice anywhere.
+  // Waits (at most 60 s) until no node has clicks in its spool and every worker among them has
+  // applied the stream up to its last sequence: what a stop, then an export, may rely on.
+  void wait_settled(std::initializer_list<Node*> nodes, bool workers = true) {
+    auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool settled = true;
+      for (Node* n : nodes) {
+        auto st = n->status();
+        auto last = num(st["stream_last_seq"]);
+        settled = settled && num(st["spool_depth"]) == 0 &&
+                  (!workers || st["role"].as_string() == "edge" ||
+                   (last > 0 && num(st["applied_seq"]) >= last));
+      }
+      if (settled) {
+        return;
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    ADD_FAILURE() << "the nodes did not settle within 60 s";
+  }
+
   void expect_each_acked_click_once(Node& a, Node& b, const std::vector<std::string>& acked) {
+    wait_settled({&a, &b});
     EXPECT_EQ(a.process->stop(30s), 0);
     EXPECT_EQ(b.process->stop(30s), 0);
     std::map<std::string, int> seen;
@@ -359,16 +382,6 @@ class ClusterTest : public ::testing::Test {
     ASSERT_EQ(victims.size(), 2u);
     EXPECT_GT(acked.size(), 2000u);  // redirects kept answering through the kills
     ASSERT_EQ(nats("start-node", victims.back()).exit_code, 0);
-    // Both spools forwarded before the stop (the stop drains too, bounded by its timeout).
-    auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto sa = a.status();
-      auto sb = b.status();
-      if (num(sa["spool_depth"]) == 0 && num(sb["spool_depth"]) == 0) {
-        break;
-      }
-      std::this_thread::sleep_for(200ms);
-    }
     std::printf("[ cluster ] killed NATS servers %s then %s under load\n", victims[0].c_str(),
                 victims[1].c_str());
     expect_each_acked_click_once(a, b, acked);
@@ -507,13 +520,6 @@ TEST_F(ClusterTest, AllNatsServersDownForAMinuteUnderLoadLosesNothing) {
   }
   EXPECT_EQ(refused.load(), 0) << "requests not answered 302 with a click id";
   EXPECT_GT(acked.size(), 8000u);
-  auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (num(a.status()["spool_depth"]) == 0 && num(b.status()["spool_depth"]) == 0) {
-      break;
-    }
-    std::this_thread::sleep_for(250ms);
-  }
   std::printf("[ cluster ] node a spooled %lld clicks 50 s into the outage\n",
               static_cast<long long>(spooled));
   expect_each_acked_click_once(a, b, acked);
@@ -581,17 +587,7 @@ TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
   };
   // Waits until node c has indexed everything the stream holds (node a's spool empty and c's
   // applied sequence steady).
-  auto settle = [&] {
-    std::int64_t last = -1;
-    for (int i = 0; i < 100; ++i) {
-      std::this_thread::sleep_for(200ms);
-      auto seq = num(c.status()["applied_seq"]);
-      if (num(a.status()["spool_depth"]) == 0 && seq == last) {
-        return;
-      }
-      last = seq;
-    }
-  };
+  auto settle = [&] { wait_settled({&a, &c}); };
   auto first = clicks(200, "first");
   ASSERT_EQ(first.size(), 200u);
   settle();

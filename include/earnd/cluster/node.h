@@ -84,6 +84,7 @@ struct Status {
   std::uint64_t forwarded = 0;          // clicks acknowledged by the stream since start
   double forward_lag_s = 0;             // age of the oldest unforwarded click
   std::uint64_t applied_seq = 0;        // last stream sequence applied to the local index
+  std::uint64_t stream_last_seq = 0;    // the stream's last sequence (0 when unreachable)
   std::uint64_t indexed = 0;            // clicks added to the local index from the stream
   bool replaying = false;               // a replay asked for is pending or running
   std::uint64_t replayed = 0;           // clicks replays added (the index lacked them)
