@@ -27,6 +27,7 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM  # so that a signal still runs cleanup (EXIT) and stops the servers
 
 start_node() { # name [args...]: sets <name>_PID, <name>_PUB, <name>_ADM
   local name=$1; shift
