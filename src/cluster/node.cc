@@ -398,6 +398,21 @@ struct Node::Impl {
 
   void wake() { wake_cv.notify_one(); }
 
+  // Age of the oldest click in the spool (0 when it is empty): one local read, no NATS call, so
+  // /metrics can ask for it on every scrape.
+  double forward_lag_s() const {
+    std::uint64_t fwd = forwarded_seq.load();
+    if (sink->next_seq() - 1 == fwd)
+      return 0;
+    if (auto v = store.get_doc(spool_key(fwd + 1)); v && *v && (*v)->size() >= kClickIdBytes) {
+      if (auto id = ClickId::from_key(std::string_view(**v).substr(0, kClickIdBytes))) {
+        std::uint64_t now = now_ms();
+        return now > id->ts_ms() ? static_cast<double>(now - id->ts_ms()) / 1000.0 : 0;
+      }
+    }
+    return 0;
+  }
+
   // ---- forwarder ----------------------------------------------------------------------------
 
   void run_forwarder() {
@@ -1010,7 +1025,7 @@ Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metric
     return static_cast<double>(p->sink->next_seq() - 1 - p->forwarded_seq.load());
   });
   m.add_gauge("earnd_cluster_forward_lag_seconds", "Age of the oldest unforwarded click.",
-              [this] { return status().forward_lag_s; });
+              [p = &i] { return p->forward_lag_s(); });
   m.add_gauge("earnd_cluster_forwarded_total", "Clicks acknowledged by the stream since start.",
               [p = &i] { return static_cast<double>(p->forwarded_total.load()); });
   m.add_gauge("earnd_cluster_applied_seq", "Last stream sequence applied to the local index.",
@@ -1349,17 +1364,9 @@ Status Node::status() const {
       st.connected_url = url;
   }
   st.ready = i.ready.load();
-  std::uint64_t fwd = i.forwarded_seq.load();
-  st.spool_depth = i.sink->next_seq() - 1 - fwd;
+  st.spool_depth = i.sink->next_seq() - 1 - i.forwarded_seq.load();
   st.forwarded = i.forwarded_total.load();
-  if (st.spool_depth > 0) {
-    if (auto v = i.store.get_doc(spool_key(fwd + 1)); v && *v && (*v)->size() >= kClickIdBytes) {
-      if (auto id = ClickId::from_key(std::string_view(**v).substr(0, kClickIdBytes))) {
-        std::uint64_t now = now_ms();
-        st.forward_lag_s = now > id->ts_ms() ? static_cast<double>(now - id->ts_ms()) / 1000.0 : 0;
-      }
-    }
-  }
+  st.forward_lag_s = i.forward_lag_s();
   st.applied_seq = i.applied_seq.load();
   st.stream_last_seq = const_cast<Impl&>(i).stream_last_seq().value_or(0);
   st.indexed = i.indexed_total.load();
