@@ -7,23 +7,6 @@ constexpr std::uint8_t kFormat2 = 2;
 constexpr std::uint8_t kFlagUnique = 1;
 constexpr std::uint8_t kFlagOwnTime = 2;
 
-void put_be64(std::uint64_t v, std::string& out) {
-  char b[8];
-  for (int i = 7; i >= 0; --i) {
-    b[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-  out.append(b, 8);
-}
-
-std::uint64_t get_be64(std::string_view s) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) {
-    v = (v << 8) | static_cast<unsigned char>(s[i]);
-  }
-  return v;
-}
-
 }  // namespace
 
 std::string LinkDictionary::key(std::uint32_t number) {
@@ -150,9 +133,9 @@ void encode_click_v2(const ClickRecord& c, std::uint32_t number, std::string& ou
   out.push_back(static_cast<char>(kFormat2));
   out.push_back(static_cast<char>((c.unique ? kFlagUnique : 0) | (own_time ? kFlagOwnTime : 0)));
   out.push_back(static_cast<char>(c.reason));
-  put_be64(c.visitor_hash, out);
+  put_be(c.visitor_hash, 8, out);
   if (own_time) {
-    put_be64(c.ts_ms, out);
+    put_be(c.ts_ms, 8, out);
   }
   put_varint(number, out);
   std::size_t n = std::min<std::size_t>(c.referer_host.size(), 255);
@@ -178,14 +161,14 @@ Result<ClickRecord> decode_stored_click(const ClickId& id,
   c.id = id;
   c.unique = (flags & kFlagUnique) != 0;
   c.reason = static_cast<ClickReason>(reason);
-  c.visitor_hash = get_be64(v.substr(3));
+  c.visitor_hash = get_be(v.data() + 3, 8);
   v.remove_prefix(3 + 8);
   c.ts_ms = id.ts_ms();
   if ((flags & kFlagOwnTime) != 0) {
     if (v.size() < 8) {
       return make_error_code(Errc::kCorruptRecord);
     }
-    c.ts_ms = get_be64(v);
+    c.ts_ms = get_be(v.data(), 8);
     v.remove_prefix(8);
   }
   std::uint32_t number = 0;

@@ -22,6 +22,21 @@
 
 namespace earnd::store::detail {
 
+// Big-endian integers of `bytes` bytes, as keys and records store them (so keys sort by value).
+inline void put_be(std::uint64_t v, int bytes, std::string& out) {
+  for (int i = bytes - 1; i >= 0; --i) {
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  }
+}
+
+inline std::uint64_t get_be(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) {
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
+  }
+  return v;
+}
+
 // Numbers for (program, referrer id, code) triples, dense from 0, kept in the meta family under
 // "n/" + 4 big-endian bytes with the value "program\0referrer\0code". A triple gets its number
 // the first time a click names it; the number is written in the same atomic write as that click

@@ -24,6 +24,9 @@
 namespace earnd::store {
 namespace {
 
+using detail::get_be;
+using detail::put_be;
+
 constexpr const char* kMeta = "meta";
 constexpr const char* kClicks = "clicks";
 constexpr const char* kVisitor = "visitor";
@@ -45,12 +48,6 @@ ErrorCode to_error(const rocksdb::Status& s) {
     return make_error_code(Errc::kNoSpace);
   }
   return make_error_code(Errc::kStorage);
-}
-
-void put_be(std::uint64_t v, int bytes, std::string& out) {
-  for (int i = bytes - 1; i >= 0; --i) {
-    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  }
 }
 
 std::uint64_t get_le(const char* p) {
@@ -97,14 +94,6 @@ std::string counter_key(std::string_view code, std::uint32_t bucket) {
   k.push_back('\0');
   put_be(bucket, 4, k);
   return k;
-}
-
-std::uint64_t get_be(const char* p, int bytes) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) {
-    v = (v << 8) | static_cast<unsigned char>(p[i]);
-  }
-  return v;
 }
 
 void put_short(std::string_view s, std::string& out) {
