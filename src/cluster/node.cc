@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <random>
@@ -31,6 +32,7 @@ constexpr const char* kClickSubjects = "earnd.clicks.>";
 constexpr const char* kMetaBucket = "EARND_META";
 constexpr const char* kOutcomeBucket = "EARND_OUTCOMES";
 constexpr const char* kLeaseBucket = "EARND_LEASES";
+constexpr const char* kSecretBucket = "EARND_SECRETS";
 constexpr std::string_view kSpoolPrefix = "sp/";
 constexpr std::string_view kForwardCursorKey = "cl/forwarded_seq";
 constexpr std::string_view kAppliedKey = "cl/applied_seq";
@@ -239,6 +241,7 @@ struct Node::Impl {
   kvStore* meta_kv = nullptr;
   kvStore* outcome_kv = nullptr;
   kvStore* lease_kv = nullptr;
+  kvStore* secret_kv = nullptr;  // agree_secret only
   std::mutex setup_mutex;
   std::atomic<bool> ready{false};
 
@@ -252,6 +255,8 @@ struct Node::Impl {
   // time (Unix ms; 0: none pending), adding only clicks its index lacks.
   std::atomic<std::uint64_t> replay_from_ms{0};
   std::atomic<bool> replaying{false};
+  std::atomic<std::uint64_t> stalls_total{0};  // idle consumers replaced while the stream had more
+  std::atomic<std::uint64_t> gaps_total{0};    // sequence jumps that made the indexer read again
   std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
@@ -284,6 +289,8 @@ struct Node::Impl {
   // ---- connection and setup -------------------------------------------------------------
 
   void connect() {
+    if (nc != nullptr)
+      return;  // agree_secret connected before start
     natsOptions* no = nullptr;
     natsOptions_Create(&no);
     std::vector<const char*> servers;
@@ -365,20 +372,41 @@ struct Node::Impl {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    const char* subjects[] = {kClickSubjects};
+    sc.Name = kClickStream;
+    sc.Subjects = subjects;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_FileStorage;
+    sc.Replicas = opt.replicas;
+    sc.Duplicates = std::int64_t{opt.duplicate_window_s} * 1'000'000'000;
+    sc.MaxAge = static_cast<std::int64_t>(opt.stream_max_age_s) * 1'000'000'000;
+    sc.MaxBytes = opt.stream_max_bytes > 0 ? static_cast<std::int64_t>(opt.stream_max_bytes) : -1;
+    sc.Discard = js_DiscardOld;
     if (s == NATS_NOT_FOUND) {
-      jsStreamConfig sc;
-      jsStreamConfig_Init(&sc);
-      const char* subjects[] = {kClickSubjects};
-      sc.Name = kClickStream;
-      sc.Subjects = subjects;
-      sc.SubjectsLen = 1;
-      sc.Storage = js_FileStorage;
-      sc.Replicas = opt.replicas;
-      sc.Duplicates = std::int64_t{opt.duplicate_window_s} * 1'000'000'000;
       s = js_AddStream(&si, js, &sc, nullptr, &jerr);
       if (s != NATS_OK) {
         s = js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr);
       }
+    } else if (s == NATS_OK && si != nullptr &&
+               (si->Config->MaxAge != sc.MaxAge || si->Config->MaxBytes != sc.MaxBytes)) {
+      // Retention is the operator's config: a stream made with other limits (or by a build
+      // without them) is brought in line; its replicas and subjects are left as they are.
+      std::int64_t age_before = si->Config->MaxAge;
+      sc.Replicas = si->Config->Replicas;
+      jsStreamInfo* updated = nullptr;
+      natsStatus u = js_UpdateStream(&updated, js, &sc, nullptr, &jerr);
+      if (updated != nullptr)
+        jsStreamInfo_Destroy(updated);
+      if (u == NATS_OK)
+        log->info(
+            "event=stream_retention_set stream={} max_age_s={} max_age_s_before={} "
+            "max_bytes={}",
+            kClickStream, opt.stream_max_age_s, age_before / 1'000'000'000, sc.MaxBytes);
+      else
+        log->warn("event=stream_retention_update_failed stream={} error=\"{}\"", kClickStream,
+                  nats_error(u));
     }
     if (si != nullptr)
       jsStreamInfo_Destroy(si);
@@ -529,6 +557,11 @@ struct Node::Impl {
       log->warn("event=click_consumer_failed from_seq={} error=\"{}\"", applied + 1, nats_error(s));
       return nullptr;
     }
+    // The library's default buffer (64 MiB, 512 k messages) overflows while a rebuilding
+    // worker writes its index; a drop makes the consumer start over from the cursor.
+    auto bytes = static_cast<int>(
+        std::min<std::uint64_t>(opt.consumer_pending_bytes, std::numeric_limits<int>::max()));
+    natsSubscription_SetPendingLimits(sub, -1, bytes);
     if (from_ms > 0)
       log->info("event=click_replay from_ms={} until_seq={}", from_ms, applied);
     else
@@ -543,6 +576,16 @@ struct Node::Impl {
     // While replaying, messages up to this sequence (the applied one when the replay began) are
     // read again: each click the index lacks is added, the cursor does not move back.
     std::uint64_t replay_until = 0;
+    // The click stream holds nothing but clicks, so its sequences are contiguous: a message
+    // whose sequence jumps past the next one means the consumer skipped some (a reset across a
+    // server's death, a slow-consumer drop). The indexer then reads again from its cursor; a
+    // jump seen twice from the same cursor is a hole in the stream itself (e.g. messages aged
+    // out before this worker read them) and is accepted, with a warning.
+    std::uint64_t gap_checked_after = 0;
+    // A consumer that delivers nothing while the stream has clicks past the cursor has stalled
+    // (e.g. the library failed to recreate it after every server restarted); after three
+    // heartbeat intervals of silence the stream is asked, and a stalled consumer is replaced.
+    std::chrono::steady_clock::time_point idle_since{};  // {}: a message came last
     while (!index_stop.load()) {
       if (!ensure_ready()) {
         sleep_ms(opt.retry_ms);
@@ -574,10 +617,13 @@ struct Node::Impl {
         natsMsg* m = nullptr;
         natsStatus s = natsSubscription_NextMsg(&m, sub, seen == 0 ? 200 : 2);
         if (s == NATS_TIMEOUT) {
-          if (seen == 0)
+          if (seen == 0) {
             replaying.store(false);  // nothing more to read: a replay has reached the end
+            failed = consumer_stalled(idle_since);
+          }
           break;
         }
+        idle_since = {};
         if (s != NATS_OK) {
           log->warn("event=click_consumer_error error=\"{}\"", nats_error(s));
           failed = true;
@@ -595,6 +641,18 @@ struct Node::Impl {
         if (seq != 0 && seq <= last_seq && !replayed) {
           natsMsg_Destroy(m);
           continue;  // replayed after a consumer reset
+        }
+        if (seq != 0 && last_seq != 0 && seq > last_seq + 1 && !replayed) {
+          if (gap_checked_after != last_seq) {
+            gap_checked_after = last_seq;
+            gaps_total.fetch_add(1);
+            log->warn("event=click_gap expected_seq={} got_seq={} action=resubscribe", last_seq + 1,
+                      seq);
+            natsMsg_Destroy(m);
+            failed = true;
+            break;
+          }
+          log->warn("event=click_stream_hole from_seq={} to_seq={}", last_seq + 1, seq - 1);
         }
         std::string_view data(natsMsg_GetData(m),
                               static_cast<std::size_t>(natsMsg_GetDataLength(m)));
@@ -644,6 +702,26 @@ struct Node::Impl {
     }
     if (sub != nullptr)
       natsSubscription_Destroy(sub);
+  }
+
+  // Called when a read found nothing; true when the consumer must be replaced.
+  bool consumer_stalled(std::chrono::steady_clock::time_point& idle_since) {
+    auto now = std::chrono::steady_clock::now();
+    if (idle_since == std::chrono::steady_clock::time_point{}) {
+      idle_since = now;
+      return false;
+    }
+    if (now - idle_since < std::chrono::milliseconds(3 * std::uint64_t{opt.heartbeat_ms}))
+      return false;
+    idle_since = now;
+    auto last = stream_last_seq();
+    std::uint64_t applied = applied_seq.load();
+    if (!last || *last <= applied)
+      return false;
+    stalls_total.fetch_add(1);
+    log->warn("event=click_consumer_stalled applied_seq={} stream_last_seq={} action=resubscribe",
+              applied, *last);
+    return true;
   }
 
   std::optional<std::uint64_t> stream_last_seq() {
@@ -1053,6 +1131,8 @@ Node::~Node() {
     kvStore_Destroy(i.outcome_kv);
   if (i.lease_kv)
     kvStore_Destroy(i.lease_kv);
+  if (i.secret_kv)
+    kvStore_Destroy(i.secret_kv);
   if (i.js)
     jsCtx_Destroy(i.js);
   if (i.lease_js)
@@ -1340,6 +1420,8 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["indexed"] = st.indexed;
   o["replaying"] = st.replaying;
   o["replayed"] = st.replayed;
+  o["consumer_gaps"] = st.consumer_gaps;
+  o["consumer_stalls"] = st.consumer_stalls;
   o["index_lag_ms_last"] = st.index_lag_ms_last;
   o["shard_count"] = shard_count;
   boost::json::array held;
@@ -1351,6 +1433,49 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
     workers.push_back(boost::json::string(w));
   o["live_workers"] = std::move(workers);
   return boost::json::serialize(o);
+}
+
+std::optional<std::string> Node::agree_secret(std::string_view name,
+                                              const std::string& candidate,
+                                              std::uint32_t timeout_ms) {
+  Impl& i = *impl_;
+  i.connect();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::string key(name);
+  do {
+    if (natsConnection_Status(i.nc) == NATS_CONN_STATUS_CONNECTED &&
+        i.bucket(&i.secret_kv, kSecretBucket, 0, 1)) {
+      std::uint64_t rev = 0;
+      natsStatus s = kvStore_Create(&rev, i.secret_kv, key.c_str(), candidate.data(),
+                                    static_cast<int>(candidate.size()));
+      if (s == NATS_OK) {
+        i.log->info("event=secret_agreed name={} source=this_node", key);
+        return candidate;
+      }
+      kvEntry* e = nullptr;
+      if (kvStore_Get(&e, i.secret_kv, key.c_str()) == NATS_OK) {
+        std::string agreed(static_cast<const char*>(kvEntry_Value(e)),
+                           static_cast<std::size_t>(kvEntry_ValueLen(e)));
+        kvEntry_Destroy(e);
+        if (!agreed.empty()) {
+          i.log->info("event=secret_agreed name={} source=cluster", key);
+          return agreed;
+        }
+      }
+    }
+    sleep_ms(i.opt.retry_ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  i.log->error("event=secret_agreement_failed name={} timeout_ms={}", key, timeout_ms);
+  return std::nullopt;
+}
+
+std::vector<bool> Node::held() const {
+  std::lock_guard lock(impl_->lease_mutex);
+  return impl_->held;
+}
+
+std::uint64_t Node::applied_seq() const {
+  return impl_->applied_seq.load();
 }
 
 Status Node::status() const {
@@ -1372,6 +1497,8 @@ Status Node::status() const {
   st.indexed = i.indexed_total.load();
   st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
   st.replayed = i.replayed_total.load();
+  st.consumer_gaps = i.gaps_total.load();
+  st.consumer_stalls = i.stalls_total.load();
   st.index_lag_ms_last = i.index_lag_ms.load();
   std::lock_guard lock(i.lease_mutex);
   for (std::uint32_t s = 0; s < i.held.size(); ++s) {

@@ -96,7 +96,7 @@ Durability parse_durability(const std::string& s) {
 void read_tables(const toml::table& root, Config& c) {
   for (const auto& [key, value] : root) {
     static const std::set<std::string> kTables = {"server",   "redirect", "storage", "clicks",
-                                                  "webhooks", "web",      "log"};
+                                                  "webhooks", "web",      "log",     "cluster"};
     if (kTables.count(std::string(key.str())) == 0) {
       throw ConfigError("config: unknown table [" + std::string(key.str()) + "]");
     }
@@ -165,6 +165,22 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("cookie_secure", w.cookie_secure);
     t.read("default_per_page", w.default_per_page);
     t.read("max_per_page", w.max_per_page);
+  }
+  {
+    TableReader t(root, "cluster");
+    auto& k = c.cluster;
+    t.read("urls", k.urls);
+    t.read("role", k.role);
+    t.read("replicas", k.replicas);
+    t.read("stream_max_age_days", k.stream_max_age_days);
+    t.read("stream_max_bytes", k.stream_max_bytes);
+    t.read("join_timeout_ms", k.join_timeout_ms);
+    t.read("forward_batch", k.forward_batch);
+    t.read("ack_wait_ms", k.ack_wait_ms);
+    t.read("lease_ttl_s", k.lease_ttl_s);
+    t.read("drain_timeout_ms", k.drain_timeout_ms);
+    t.read("click_wait_ms", k.click_wait_ms);
+    t.read("consumer_pending_mb", k.consumer_pending_mb);
   }
   {
     TableReader t(root, "log");
@@ -267,6 +283,14 @@ void validate(const Config& c) {
         "web.portal_session_ttl_s and web.admin_session_ttl_s must be at least 60");
   check(c.web.default_per_page >= 1 && c.web.default_per_page <= c.web.max_per_page,
         "web.default_per_page must be 1..web.max_per_page");
+  check(c.cluster.role == "edge" || c.cluster.role == "worker" || c.cluster.role == "both",
+        "cluster.role must be \"edge\", \"worker\" or \"both\"");
+  check(c.cluster.replicas >= 1 && c.cluster.replicas <= 5, "cluster.replicas must be 1..5");
+  check(c.cluster.forward_batch >= 1, "cluster.forward_batch must be at least 1");
+  check(c.cluster.ack_wait_ms >= 100, "cluster.ack_wait_ms must be at least 100");
+  check(c.cluster.lease_ttl_s >= 2, "cluster.lease_ttl_s must be at least 2");
+  check(c.cluster.join_timeout_ms >= 1000, "cluster.join_timeout_ms must be at least 1000");
+  check(c.cluster.consumer_pending_mb >= 1, "cluster.consumer_pending_mb must be at least 1");
   check(!c.server.admin_key.empty(),
         "an admin key is required: set EARND_ADMIN_KEY or server.admin_key");
   check(c.server.admin_key.size() >= 16, "the admin key must be at least 16 characters");

@@ -1,6 +1,7 @@
 #include "handlers.h"
 
 #include <charconv>
+#include <map>
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
@@ -8,9 +9,12 @@
 
 #include "conversion_routes.h"
 #include "earnd/attribution/conversions.h"
+#include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
+#include "earnd/common/hash.h"
 #include "earnd/common/secrets.h"
 #include "earnd/common/time.h"
+#include "earnd/ingest/importer.h"
 #include "earnd/ingest/pipeline.h"
 #include "earnd/links/catalog.h"
 #include "earnd/metrics/metrics.h"
@@ -91,6 +95,121 @@ std::string param(const boost::urls::url_view& u, std::string_view name) {
     return {};
   }
   return std::string((*it).value);
+}
+
+// POST /v1/import/clicks?program=ID: a part of a clicks CSV (the attribution-bench format, header
+// included) stored through this server's own writer; in scale-out mode through its spool to the
+// stream, so every worker indexes it. `earnctl import clicks --node URL` sends a file in parts.
+Reply import_clicks(Services& s, const Request& req, const boost::urls::url_view& u) {
+  if (s.import_sink == nullptr) {
+    return json_error(404, "not_found", "no such admin route");
+  }
+  std::string program = param(u, "program");
+  ingest::ImportOptions o;
+  o.program = program.empty() ? "default" : program;
+  o.max_batch = s.config.storage.max_batch;
+  o.queue_capacity = 8192;
+  o.velocity_limit = s.config.clicks.velocity_limit;
+  o.velocity_window_ms = s.config.clicks.velocity_window_s * 1000;
+  o.dedupe_capacity = 65'536;  // unique flags within this part (the file is sent in parts)
+  try {
+    KeyedHasher hasher(s.visitor_secret);
+    auto st = ingest::import_clicks_text(req.body(), "body", s.catalog, hasher, *s.import_sink, o);
+    json::object out{{"clicks", st.clicks},
+                     {"bots", st.bots},
+                     {"unique", st.unique},
+                     {"programs_created", st.programs_created},
+                     {"referrers_created", st.referrers_created},
+                     {"links_created", st.links_created}};
+    return {200, "application/json", json::serialize(out), {}};
+  } catch (const ingest::ImportError& e) {
+    return json_error(400, "invalid_import", e.what());
+  }
+}
+
+// POST /v1/cluster/attribute?model=&window_ms=&program=: the scatter half of a batch attribution
+// (earnctl attribute --node URL ...). The body is a part of a conversions CSV; the rows whose
+// visitor shard this worker holds are matched against its index and summed per referrer
+// (by external id); the others are left to the worker holding them. The answer says how many
+// rows were answered, so the gatherer can check that every row was answered exactly once.
+Reply cluster_attribute(Services& s, const Request& req, const boost::urls::url_view& u) {
+  if (!s.cluster_held) {
+    return json_error(404, "cluster_off", "earnd runs in single-node mode (no --cluster)");
+  }
+  std::string model_text = param(u, "model");
+  auto model = attribution::parse_model(model_text.empty() ? "last_click" : model_text);
+  if (!model) {
+    return json_error(400, "invalid_field", "model must be last_click or first_click");
+  }
+  std::uint64_t window_ms = 30ull * 86'400'000;
+  if (auto w = param(u, "window_ms"); !w.empty()) {
+    auto [end, ec] = std::from_chars(w.data(), w.data() + w.size(), window_ms);
+    if (ec != std::errc() || end != w.data() + w.size() || window_ms == 0) {
+      return json_error(400, "invalid_field", "window_ms must be a positive integer");
+    }
+  }
+  std::string program = param(u, "program");
+  std::vector<bool> held = s.cluster_held();
+  std::uint64_t applied = s.cluster_applied_seq();
+  KeyedHasher hasher(s.visitor_secret);
+  const std::uint32_t shards = s.config.clicks.shard_count;
+  auto external = links::external_ids(s.store);
+
+  struct Sum {
+    std::uint64_t conversions = 0;
+    std::uint64_t revenue = 0;
+  };
+
+  std::map<std::string, Sum> by_referrer;
+  Sum unattributed;
+  std::uint64_t rows = 0;
+  std::uint64_t answered = 0;
+  ErrorCode failed;
+  try {
+    ingest::read_conversions_text(req.body(), "body", [&](const ingest::ConversionRow& r) {
+      ++rows;
+      std::uint64_t visitor = ingest::import_visitor_hash(hasher, r.visitor_id);
+      std::uint64_t shard = visitor % shards;
+      if (failed || shard >= held.size() || !held[shard]) {
+        return;
+      }
+      ++answered;
+      auto winner = attribution::match(s.store, {.visitor_hash = visitor,
+                                                 .at_ms = r.ts_ms,
+                                                 .window_ms = window_ms,
+                                                 .model = *model,
+                                                 .program = program});
+      if (!winner) {
+        failed = winner.error();
+        return;
+      }
+      Sum* t = &unattributed;
+      if (*winner) {
+        auto ext = external.find((*winner)->referrer_id);
+        t = &by_referrer[ext != external.end() ? ext->second : (*winner)->referrer_id];
+      }
+      t->conversions += 1;
+      t->revenue += r.kind == "sale" ? r.amount_cents : 0;
+    });
+  } catch (const ingest::ImportError& e) {
+    return json_error(400, "invalid_conversions", e.what());
+  }
+  if (failed) {
+    return json_error(503, "storage_error",
+                      "reading the visitor index failed: " + failed.message());
+  }
+  json::array referrers;
+  for (const auto& [id, t] : by_referrer) {
+    referrers.push_back(
+        json::object{{"referrer_id", id}, {"conversions", t.conversions}, {"revenue", t.revenue}});
+  }
+  json::object out{{"rows", rows},
+                   {"answered", answered},
+                   {"applied_seq", applied},
+                   {"unattributed", json::object{{"conversions", unattributed.conversions},
+                                                 {"revenue", unattributed.revenue}}},
+                   {"referrers", std::move(referrers)}};
+  return {200, "application/json", json::serialize(out), {}};
 }
 
 // Accepts Unix milliseconds, a date (2026-12-01) or an RFC 3339 UTC time. Returns false when it is
@@ -309,6 +428,14 @@ Reply route_admin(Services& s,
   }
   if (seg.size() == 1 && seg[0] == "metrics" && verb == V::get) {
     return {200, "text/plain; version=0.0.4", s.metrics.render(), {}};
+  }
+  if (seg.size() == 3 && seg[0] == "v1" && seg[1] == "import" && seg[2] == "clicks" &&
+      verb == V::post) {
+    return import_clicks(s, req, u);
+  }
+  if (seg.size() == 3 && seg[0] == "v1" && seg[1] == "cluster" && seg[2] == "attribute" &&
+      verb == V::post) {
+    return cluster_attribute(s, req, u);
   }
   if (seg.size() == 3 && seg[1] == "cluster") {
     return cluster_route(s, req, seg[2], verb == V::get, verb == V::post);

@@ -110,6 +110,38 @@ class LineReader {
   bool eof_ = false;
 };
 
+// The same interface over text held in memory (an admin import's request body); name is what
+// errors call it.
+class TextLines {
+ public:
+  TextLines(std::string name, std::string_view text) : name_(std::move(name)), rest_(text) {}
+
+  bool next(std::string_view& line) {
+    if (rest_.empty()) {
+      return false;
+    }
+    std::size_t nl = rest_.find('\n');
+    line = rest_.substr(0, nl);
+    rest_.remove_prefix(nl == std::string_view::npos ? rest_.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') {
+      line.remove_suffix(1);
+    }
+    ++line_;
+    return true;
+  }
+
+  std::uint64_t line_number() const noexcept { return line_; }
+
+  [[noreturn]] void fail(std::string_view what) const {
+    throw ImportError(name_ + ":" + std::to_string(line_) + ": " + std::string(what));
+  }
+
+ private:
+  std::string name_;
+  std::string_view rest_;
+  std::uint64_t line_ = 0;
+};
+
 // Splits a line into exactly N comma-separated fields (the formats need no quoting).
 template <std::size_t N>
 bool split(std::string_view line, std::array<std::string_view, N>& out) {
@@ -129,7 +161,8 @@ bool parse_u64(std::string_view s, std::uint64_t& out, int base = 10) {
   return !s.empty() && ec == std::errc() && end == s.data() + s.size();
 }
 
-void expect_header(LineReader& in, std::string_view header) {
+template <class Reader>
+void expect_header(Reader& in, std::string_view header) {
   std::string_view line;
   if (!in.next(line)) {
     in.fail("empty file, expected the header " + std::string(header));
@@ -156,7 +189,8 @@ struct ClickRow {
 };
 
 // Parses one clicks row; reports a malformed one through in.fail().
-ClickRow parse_click_row(const LineReader& in, std::string_view line) {
+template <class Reader>
+ClickRow parse_click_row(const Reader& in, std::string_view line) {
   std::array<std::string_view, 6> f;
   if (!split(line, f)) {
     in.fail("expected 6 fields");
@@ -221,7 +255,7 @@ bool ensure_program(links::Catalog& catalog, const std::string& id) {
 // a failed write (the pipeline drops a batch that fails; an import must not).
 class CountingSink final : public ClickSink {
  public:
-  explicit CountingSink(store::Store& store) : inner_(store) {}
+  explicit CountingSink(ClickSink& inner) : inner_(inner) {}
 
   ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
     ErrorCode ec = inner_.write(clicks, sync);
@@ -250,15 +284,15 @@ class CountingSink final : public ClickSink {
   ErrorCode first_error;
 
  private:
-  StoreSink inner_;
+  ClickSink& inner_;
 };
 
 // Pass 1: checks every row and creates the link codes the catalog does not know, in one batch.
-void create_missing_links(const std::string& path,
+template <class Reader>
+void create_missing_links(Reader in,
                           links::Catalog& catalog,
                           const std::string& program,
                           ClickImportStats& stats) {
-  LineReader in(path);
   expect_header(in, kClicksHeader);
   auto snapshot = catalog.snapshot();
   boost::unordered_flat_set<std::string> seen;
@@ -313,12 +347,12 @@ void submit(Pipeline& pipeline, const PendingClick& click) {
 }
 
 // Pass 2: every row through the pipeline, as the redirect path builds its click.
-void write_clicks(const std::string& path,
+template <class Reader>
+void write_clicks(Reader in,
                   const links::Snapshot& snapshot,
                   const KeyedHasher& hasher,
                   Pipeline& pipeline,
                   ClickImportStats& stats) {
-  LineReader in(path);
   expect_header(in, kClicksHeader);
   PendingClick p;
   std::string_view line;
@@ -373,18 +407,19 @@ ClickImportStats import_clicks(store::Store& store,
   links::Catalog catalog(store, "");
   KeyedHasher hasher(store.load_or_create_secret(kVisitorSecretName));
   stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
-  create_missing_links(path, catalog, options.program, stats);
+  create_missing_links(LineReader(path), catalog, options.program, stats);
 
   // The server's writer, with the WAL off: the flush below makes the import durable.
   metrics::Metrics metrics;
-  CountingSink sink(store);
+  StoreSink store_sink(store);
+  CountingSink sink(store_sink);
   store.set_bulk_load(true);
   {
     Pipeline pipeline(pipeline_options(options), sink, metrics, 1);
     pipeline.set_waker(0, [] {});
     pipeline.start();
     try {
-      write_clicks(path, *catalog.snapshot(), hasher, pipeline, stats);
+      write_clicks(LineReader(path), *catalog.snapshot(), hasher, pipeline, stats);
     } catch (...) {
       pipeline.stop();
       store.set_bulk_load(false);
@@ -409,9 +444,48 @@ ClickImportStats import_clicks(store::Store& store,
   return stats;
 }
 
-void read_conversions_csv(const std::string& path,
-                          const std::function<void(const ConversionRow&)>& fn) {
-  LineReader in(path);
+ClickImportStats import_clicks_text(std::string_view text,
+                                    const std::string& name,
+                                    links::Catalog& catalog,
+                                    const KeyedHasher& hasher,
+                                    ClickSink& sink,
+                                    const ImportOptions& options) {
+  auto start = std::chrono::steady_clock::now();
+  ClickImportStats stats;
+  stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
+  create_missing_links(TextLines(name, text), catalog, options.program, stats);
+  metrics::Metrics metrics;
+  CountingSink counting(sink);
+  {
+    Pipeline pipeline(pipeline_options(options), counting, metrics, 1);
+    pipeline.set_waker(0, [] {});
+    pipeline.start();
+    try {
+      write_clicks(TextLines(name, text), *catalog.snapshot(), hasher, pipeline, stats);
+    } catch (...) {
+      pipeline.stop();
+      throw;
+    }
+    pipeline.stop();  // writes what was submitted, then syncs
+  }
+  if (counting.failed != 0 || counting.stored != stats.clicks) {
+    throw ImportError("storing clicks failed for " +
+                      std::to_string(stats.clicks - counting.stored) + " of " +
+                      std::to_string(stats.clicks) + ": " + counting.first_error.message());
+  }
+  if (ErrorCode ec = counting.sync()) {
+    throw ImportError("syncing the imported clicks failed: " + ec.message());
+  }
+  stats.unique = counting.unique;
+  stats.velocity = counting.velocity;
+  stats.seconds = seconds_since(start);
+  return stats;
+}
+
+namespace {
+
+template <class Reader>
+void read_conversions(Reader in, const std::function<void(const ConversionRow&)>& fn) {
   expect_header(in, kConversionsHeader);
   std::string_view line;
   std::array<std::string_view, 5> f;
@@ -443,6 +517,19 @@ void read_conversions_csv(const std::string& path,
     r.kind = f[4];
     fn(r);
   }
+}
+
+}  // namespace
+
+void read_conversions_csv(const std::string& path,
+                          const std::function<void(const ConversionRow&)>& fn) {
+  read_conversions(LineReader(path), fn);
+}
+
+void read_conversions_text(std::string_view text,
+                           const std::string& name,
+                           const std::function<void(const ConversionRow&)>& fn) {
+  read_conversions(TextLines(name, text), fn);
 }
 
 ConversionImportStats import_conversions(store::Store& store,

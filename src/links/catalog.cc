@@ -5,6 +5,7 @@
 #include <map>
 
 #include <boost/json.hpp>
+#include <fmt/format.h>
 #include <xxhash.h>
 
 #include "earnd/common/secrets.h"
@@ -824,9 +825,12 @@ Result<EnsureLinksResult> Catalog::ensure_links(std::string_view program,
     } else if (auto nit = new_external.find(ext_key); nit != new_external.end()) {
       referrer_id = nit->second;
     } else {
-      do {
+      // Derived from (program, external id), so two nodes importing parts of one file at once
+      // (scale-out mode) make the same referrer, not two; random only after a collision.
+      referrer_id = fmt::format("rf_{:012x}", XXH3_64bits(ext_key.data(), ext_key.size()) >> 16);
+      while (state_->referrers.count(referrer_id) != 0 || new_referrers.count(referrer_id) != 0) {
         referrer_id = random_token("rf_", 12);
-      } while (state_->referrers.count(referrer_id) != 0 || new_referrers.count(referrer_id) != 0);
+      }
       json::object r;
       r["id"] = referrer_id;
       r["program"] = program;
@@ -870,6 +874,21 @@ std::optional<std::string> Catalog::referrer_external_id(std::string_view referr
     return std::nullopt;
   }
   return json::value_to<std::string>(it->second.at("external_id"));
+}
+
+std::map<std::string, std::string, std::less<>> external_ids(const store::Store& store) {
+  std::map<std::string, std::string, std::less<>> ids;
+  store.scan_meta("r/", [&](std::string_view key, std::string_view value) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(value, ec);
+    if (!ec && v.is_object()) {
+      if (const auto* ext = v.as_object().if_contains("external_id"); ext && ext->is_string()) {
+        ids.emplace(key.substr(2), std::string(ext->get_string()));
+      }
+    }
+    return true;
+  });
+  return ids;
 }
 
 }  // namespace earnd::links

@@ -60,6 +60,40 @@ earnd::config::Config load_config(const Flags& f) {
 
 // The visitor-hash key: from the config, or made at the first start and kept in the store so
 // that hashes stay comparable across restarts.
+// Scale-out mode: the nodes hash visitors with one secret (the first node's, kept in the
+// cluster), or a visitor's clicks on two edges would land in two shards. Asked once, at a node's
+// first start in cluster mode (which therefore needs the cluster); kept locally afterwards, so
+// later starts do not wait for NATS. A secret set in the config is the operator's choice and is
+// used as it is (it must then be the same on every node).
+void agree_visitor_secret(const earnd::config::Config& c,
+                          earnd::store::Store& store,
+                          earnd::cluster::Node& node) {
+  constexpr std::string_view kAgreed = "cl/visitor_secret_agreed";
+  if (!c.clicks.visitor_secret.empty()) {
+    return;
+  }
+  if (auto done = store.get_doc(kAgreed); done && *done) {
+    return;
+  }
+  std::string own = store.load_or_create_secret("visitor_secret");
+  auto agreed = node.agree_secret("visitor_secret", own, c.cluster.join_timeout_ms);
+  if (!agreed) {
+    throw earnd::StartupError(
+        "cluster: could not agree on the visitor secret with the cluster within " +
+        std::to_string(c.cluster.join_timeout_ms) +
+        " ms (is NATS reachable?); a node's first start in cluster mode needs the cluster, or "
+        "set clicks.visitor_secret to one value on every node");
+  }
+  if (*agreed != own) {
+    if (auto ec = store.put_meta("s/visitor_secret", *agreed)) {
+      throw earnd::StartupError("cannot store the cluster's visitor secret: " + ec.message());
+    }
+  }
+  if (auto ec = store.write_docs({{std::string(kAgreed), "1"}}, true)) {
+    throw earnd::StartupError("cannot store the cluster's visitor secret: " + ec.message());
+  }
+}
+
 std::string visitor_secret(const earnd::config::Config& c, earnd::store::Store& store) {
   return c.clicks.visitor_secret.empty() ? store.load_or_create_secret("visitor_secret")
                                          : c.clicks.visitor_secret;
@@ -101,14 +135,30 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
   ingest::StoreSink sink(*store);
   // Scale-out mode: clicks go to the cluster node's spool (and the local index) instead.
   std::unique_ptr<cluster::Node> node;
-  if (!flags.cluster.empty()) {
-    cluster::ClusterOptions co{.urls = cluster::split_urls(flags.cluster),
+  const std::string& cluster_urls = flags.cluster.empty() ? cfg.cluster.urls : flags.cluster;
+  if (!cluster_urls.empty()) {
+    const auto& k = cfg.cluster;
+    cluster::ClusterOptions co{.urls = cluster::split_urls(cluster_urls),
                                .shard_count = cfg.clicks.shard_count};
-    co.role = cluster::parse_role(flags.role.empty() ? "both" : flags.role)
-                  .value_or(cluster::Role::kBoth);
+    auto role = cluster::parse_role(flags.role.empty() ? k.role : flags.role);
+    if (!role) {
+      throw StartupError("--role must be edge, worker or both, not \"" + flags.role + "\"");
+    }
+    co.role = *role;
+    co.replicas = k.replicas;
+    co.stream_max_age_s = std::uint64_t{k.stream_max_age_days} * 86'400;
+    co.stream_max_bytes = k.stream_max_bytes;
+    co.forward_batch = k.forward_batch;
+    co.ack_wait_ms = k.ack_wait_ms;
+    co.lease_ttl_s = k.lease_ttl_s;
+    co.drain_timeout_ms = k.drain_timeout_ms;
+    co.click_wait_ms = k.click_wait_ms;
+    co.consumer_pending_bytes = std::uint64_t{k.consumer_pending_mb} << 20;
     node = std::make_unique<cluster::Node>(std::move(co), *store, metrics);
+    agree_visitor_secret(cfg, *store, *node);
   }
-  ingest::ClickSink& click_sink = node ? node->sink() : static_cast<ingest::ClickSink&>(sink);
+  // The pipeline's writer and admin imports (POST /v1/import/clicks) share the sink.
+  ingest::SerializedSink click_sink(node ? node->sink() : static_cast<ingest::ClickSink&>(sink));
   // click.first: a referrer's first stored human click, announced once. The set of referrers
   // already announced is kept in the docs family and loaded here; only the writer thread
   // touches it afterwards.
@@ -245,6 +295,7 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
         .ledger = *ledger,
         .outbox = outbox.get(),
         .visitor_secret = secret,
+        .import_sink = &click_sink,
         .cluster_status = node ? std::function<std::string()>([n = node.get()] {
           return cluster::status_json(n->status(), n->role(), n->shard_count());
         })
@@ -256,6 +307,12 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
         .cluster_replay = node ? std::function<void(std::uint64_t)>(
                                      [n = node.get()](std::uint64_t ms) { n->replay_since(ms); })
                                : std::function<void(std::uint64_t)>(),
+        .cluster_held =
+            node ? std::function<std::vector<bool>()>([n = node.get()] { return n->held(); })
+                 : std::function<std::vector<bool>()>(),
+        .cluster_applied_seq =
+            node ? std::function<std::uint64_t()>([n = node.get()] { return n->applied_seq(); })
+                 : std::function<std::uint64_t()>(),
     });
     if (configured_base.empty() && pub_port == 0) {
       catalog->set_public_base_url(base_url(cfg, server->public_address()));

@@ -28,6 +28,7 @@
 
 #include "../integration/earnd_process.h"
 #include "../integration/http_client.h"
+#include "earnd/cluster/node.h"
 #include "earnd/store/store.h"
 
 namespace earnd::integration {
@@ -144,6 +145,9 @@ class ClusterTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (HasFailure()) {
+      print_node_logs();
+    }
     // Every NATS node up again for the next test, whatever this one did: all three at once when
     // all are down (one alone never becomes healthy), else each missing one (the script refuses
     // a node that runs, at once).
@@ -153,6 +157,26 @@ class ClusterTest : public ::testing::Test {
       }
     }
     (void)click_stream_leader();  // and the stream led again (waits up to 20 s)
+  }
+
+  // What an operator would read after a failure: each node's warnings, errors and cluster
+  // state changes (the scratch directory is gone after the test).
+  void print_node_logs() {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(scratch_.path(), ec)) {
+      std::ifstream in(entry.path() / "earnd.log");
+      std::string line;
+      int printed = 0;
+      while (std::getline(in, line) && printed < 200) {
+        if (line.find("level=info") == std::string::npos ||
+            line.find("event=cluster_stopped") != std::string::npos ||
+            line.find("event=click_") != std::string::npos ||
+            line.find("event=nats_") != std::string::npos) {
+          std::printf("[ log %s ] %s\n", entry.path().filename().c_str(), line.c_str());
+          ++printed;
+        }
+      }
+    }
   }
 
   CommandResult nats(const std::string& verb, const std::string& node = {}) {
@@ -321,7 +345,44 @@ class ClusterTest : public ::testing::Test {
       }
       std::this_thread::sleep_for(200ms);
     }
-    ADD_FAILURE() << "the nodes did not settle within 60 s";
+    std::string states;
+    for (Node* n : nodes) {
+      states += " " + n->data.filename().string() + "=" + json::serialize(n->status());
+    }
+    ADD_FAILURE() << "the nodes did not settle within 60 s:" << states;
+  }
+
+  // For a failure's report: where each missing click is (in which node's index at all, and
+  // whose held shards name its shard), so a loss in transit tells itself apart from a shard no
+  // worker claimed.
+  void explain_missing(Node& a,
+                       Node& b,
+                       const std::vector<std::string>& acked,
+                       const std::map<std::string, int>& seen) {
+    int shown = 0;
+    for (const auto& text : acked) {
+      if (seen.contains(text) || ++shown > 10) {
+        continue;
+      }
+      auto id = ClickId::parse(text);
+      if (!id) {
+        ADD_FAILURE() << "unreadable click id " << text;
+        continue;
+      }
+      std::string where;
+      for (Node* n : {&a, &b}) {
+        auto st = store::Store::open({.data_dir = (n->data / "db").string(),
+                                      .mode = store::OpenMode::kReadOnly,
+                                      .block_cache_mb = 8});
+        auto have = st->get_click(*id);
+        auto held = cluster::held_shards(*st);
+        bool holds = held && id->shard() < held->size() && (*held)[id->shard()];
+        where += " " + n->data.filename().string() + ":" +
+                 (have && *have ? "indexed" : "not-indexed") + (holds ? ",holds-shard" : "");
+      }
+      std::printf("[ cluster ] missing %s shard %u:%s\n", text.c_str(), unsigned{id->shard()},
+                  where.c_str());
+    }
   }
 
   void expect_each_acked_click_once(Node& a, Node& b, const std::vector<std::string>& acked) {
@@ -344,6 +405,9 @@ class ClusterTest : public ::testing::Test {
     }
     for (const auto& [id, n] : seen) {
       twice += n > 1 ? 1 : 0;
+    }
+    if (missing > 0) {
+      explain_missing(a, b, acked, seen);
     }
     EXPECT_EQ(missing, 0u) << "of " << acked.size() << " acknowledged clicks";
     EXPECT_EQ(twice, 0u);
@@ -460,6 +524,19 @@ TEST_F(ClusterTest, LinksReachEveryEdgeAndAConversionFindsAClickMadeOnTheOtherEd
   EXPECT_EQ(held_a.size() + held_b.size(), 64u) << "a shard held by both workers";
   EXPECT_EQ(a.process->stop(30s), 0);
   EXPECT_EQ(b.process->stop(30s), 0);
+
+  // One visitor secret on both nodes (agreed through the cluster at each one's first start), so
+  // a visitor's clicks on either edge get one visitor hash and land in one shard.
+  auto secret_of = [](Node& n) {
+    auto st = store::Store::open({.data_dir = (n.data / "db").string(),
+                                  .mode = store::OpenMode::kReadOnly,
+                                  .block_cache_mb = 8});
+    auto v = st->get_meta("s/visitor_secret");
+    return v && *v ? **v : std::string();
+  };
+  std::string secret_a = secret_of(a);
+  EXPECT_FALSE(secret_a.empty());
+  EXPECT_EQ(secret_a, secret_of(b)) << "the two nodes hash visitors with different secrets";
 }
 
 // Every NATS server down for a minute while both edges take paced traffic (about 200 clicks/s):

@@ -69,6 +69,18 @@ void expect_same_rest(const Config& a, const Config& b) {
   EXPECT_EQ(a.clicks.velocity_window_s, b.clicks.velocity_window_s);
   EXPECT_EQ(a.log.level, b.log.level);
   EXPECT_EQ(a.log.warn_interval_ms, b.log.warn_interval_ms);
+  EXPECT_EQ(a.cluster.urls, b.cluster.urls);
+  EXPECT_EQ(a.cluster.role, b.cluster.role);
+  EXPECT_EQ(a.cluster.replicas, b.cluster.replicas);
+  EXPECT_EQ(a.cluster.stream_max_age_days, b.cluster.stream_max_age_days);
+  EXPECT_EQ(a.cluster.stream_max_bytes, b.cluster.stream_max_bytes);
+  EXPECT_EQ(a.cluster.join_timeout_ms, b.cluster.join_timeout_ms);
+  EXPECT_EQ(a.cluster.forward_batch, b.cluster.forward_batch);
+  EXPECT_EQ(a.cluster.ack_wait_ms, b.cluster.ack_wait_ms);
+  EXPECT_EQ(a.cluster.lease_ttl_s, b.cluster.lease_ttl_s);
+  EXPECT_EQ(a.cluster.drain_timeout_ms, b.cluster.drain_timeout_ms);
+  EXPECT_EQ(a.cluster.click_wait_ms, b.cluster.click_wait_ms);
+  EXPECT_EQ(a.cluster.consumer_pending_mb, b.cluster.consumer_pending_mb);
 }
 
 TEST(ConfigTest, DefaultFileEqualsBuiltInDefaults) {
@@ -126,6 +138,24 @@ TEST(ConfigTest, ReadsGivenValues) {
   EXPECT_EQ(c.clicks.velocity_limit, 20u);
   EXPECT_EQ(c.log.level, "debug");
   EXPECT_EQ(c.server.admin_listen, ServerConfig{}.admin_listen);
+}
+
+TEST(ConfigTest, ReadsTheClusterTable) {
+  Config c = load_text(R"(
+    [cluster]
+    urls = "nats://10.0.0.1:4222,nats://10.0.0.2:4222"
+    role = "edge"
+    stream_max_age_days = 95
+    stream_max_bytes = 5000000000000
+    lease_ttl_s = 20
+  )");
+  EXPECT_EQ(c.cluster.urls, "nats://10.0.0.1:4222,nats://10.0.0.2:4222");
+  EXPECT_EQ(c.cluster.role, "edge");
+  EXPECT_EQ(c.cluster.stream_max_age_days, 95u);
+  EXPECT_EQ(c.cluster.stream_max_bytes, 5'000'000'000'000u);
+  EXPECT_EQ(c.cluster.lease_ttl_s, 20u);
+  EXPECT_EQ(c.cluster.replicas, 3u);  // untouched keys keep their defaults
+  EXPECT_NE(load_error("[cluster]\nmax_age = 3\n").find("cluster.max_age"), std::string::npos);
 }
 
 TEST(ConfigTest, RejectsUnknownKeyAndNamesIt) {
@@ -275,6 +305,10 @@ TEST_F(ConfigValidateTest, RejectsOutOfRangeValues) {
   rejects([](Config& c) { c.clicks.velocity_window_s = 0; });
   rejects([](Config& c) { c.server.public_listen = "0.0.0.0"; });
   rejects([](Config& c) { c.server.admin_listen = "127.0.0.1:99999"; });
+  rejects([](Config& c) { c.cluster.role = "coordinator"; });
+  rejects([](Config& c) { c.cluster.replicas = 0; });
+  rejects([](Config& c) { c.cluster.lease_ttl_s = 1; });
+  rejects([](Config& c) { c.cluster.ack_wait_ms = 10; });
 }
 
 TEST(SplitHostPortTest, SplitsIpv4AndNames) {

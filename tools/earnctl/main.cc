@@ -27,6 +27,7 @@
 #include "earnd/common/money.h"
 #include "earnd/common/time.h"
 #include "earnd/ingest/importer.h"
+#include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
 #include "http_client.h"
 
@@ -279,23 +280,6 @@ void attribute_range(const earnd::store::Store& store,
   }
 }
 
-// Referrer id -> external id, from the meta family's "r/{id}" records.
-std::map<std::string, std::string, std::less<>> load_external_ids(
-    const earnd::store::Store& store) {
-  std::map<std::string, std::string, std::less<>> ids;
-  store.scan_meta("r/", [&](std::string_view key, std::string_view value) {
-    boost::system::error_code ec;
-    auto v = boost::json::parse(value, ec);
-    if (!ec && v.is_object()) {
-      if (const auto* ext = v.as_object().if_contains("external_id"); ext && ext->is_string()) {
-        ids.emplace(key.substr(2), std::string(ext->get_string()));
-      }
-    }
-    return true;
-  });
-  return ids;
-}
-
 // Orders external ids as numbers when both are decimal, else as text (numbers first).
 struct ExternalIdLess {
   bool operator()(const std::string& a, const std::string& b) const {
@@ -415,7 +399,7 @@ int attribute(const AttributeArgs& a) {
     return 1;
   }
   earnd::KeyedHasher hasher(**secret);
-  auto external_ids = load_external_ids(*store);
+  auto external_ids = earnd::links::external_ids(*store);
 
   std::vector<Conversion> conversions;
   earnd::ingest::read_conversions_csv(a.conversions, [&](const earnd::ingest::ConversionRow& r) {

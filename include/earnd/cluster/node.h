@@ -66,6 +66,9 @@ struct ClusterOptions {
   std::uint32_t click_wait_age_ms = 900'000;  // only clicks younger than this are waited for
   std::uint32_t drain_timeout_ms = 10'000;    // on stop: spool, index and shard handover
   std::uint32_t heartbeat_ms = 1000;          // ordered consumers' idle heartbeat
+  std::uint64_t stream_max_age_s = 0;         // click stream retention; 0: unlimited
+  std::uint64_t stream_max_bytes = 0;         // 0: unlimited
+  std::uint64_t consumer_pending_bytes = 256ull << 20;  // click consumer buffer
 };
 
 // Parses "edge", "worker" or "both"; nullopt otherwise.
@@ -88,6 +91,8 @@ struct Status {
   std::uint64_t indexed = 0;            // clicks added to the local index from the stream
   bool replaying = false;               // a replay asked for is pending or running
   std::uint64_t replayed = 0;           // clicks replays added (the index lacked them)
+  std::uint64_t consumer_gaps = 0;      // times the click consumer skipped and was read again
+  std::uint64_t consumer_stalls = 0;    // times an idle consumer was replaced (stream had more)
   std::uint64_t index_lag_ms_last = 0;  // click time to index time of the last indexed click
   std::vector<std::uint32_t> held_shards;
   std::vector<std::string> live_workers;
@@ -142,7 +147,22 @@ class Node {
   std::vector<std::string> own_claims_since(std::uint64_t since_ms,
                                             std::uint32_t timeout_ms = 15'000);
 
+  // One secret for the whole cluster, e.g. the visitor-hash key: every node must hash a
+  // visitor alike, or one visitor's clicks on two edges land in two shards and a conversion
+  // matched by visitor misses the other's. Create-if-absent of `name` in the secrets bucket
+  // with `candidate` (this node's own); the value that is there afterwards (the first node's)
+  // is returned. Connects if start() has not; waits at most timeout_ms for the cluster, then
+  // nullopt.
+  std::optional<std::string> agree_secret(std::string_view name,
+                                          const std::string& candidate,
+                                          std::uint32_t timeout_ms);
+
   Status status() const;
+
+  // The shards this worker holds now (index = shard) and the last stream sequence in its index:
+  // no NATS call.
+  std::vector<bool> held() const;
+  std::uint64_t applied_seq() const;
 
   // Moves the leadership of every stream earnd uses (the click stream and the three key-value
   // buckets) off the NATS server named `server` (its server_name), so that it can be stopped

@@ -81,6 +81,24 @@ struct LogConfig {
   std::uint32_t warn_interval_ms = 10'000;
 };
 
+// Scale-out mode (docs/scale-out.md). The --cluster and --role flags override urls and role.
+struct ClusterConfig {
+  std::string urls;            // nats://host:port,...; empty: single-node mode
+  std::string role = "both";   // edge, worker or both
+  std::uint32_t replicas = 3;  // of the click stream and the buckets, when earnd creates them
+  // The click stream keeps clicks this long (0: until max bytes), so a worker can rebuild from
+  // it what is younger; the longest attribution window plus a margin.
+  std::uint32_t stream_max_age_days = 35;
+  std::uint64_t stream_max_bytes = 0;       // 0: no byte limit (JetStream's account limit)
+  std::uint32_t join_timeout_ms = 30'000;   // a node's first start: agreeing on the secret
+  std::uint32_t forward_batch = 2048;       // clicks per publish round
+  std::uint32_t ack_wait_ms = 2000;         // per publish round; unacknowledged clicks are resent
+  std::uint32_t lease_ttl_s = 10;           // a dead worker's shards move after this
+  std::uint32_t drain_timeout_ms = 10'000;  // on stop: spool, index and shard handover
+  std::uint32_t click_wait_ms = 2000;  // a conversion waits this long for a recent unknown click
+  std::uint32_t consumer_pending_mb = 256;  // the click consumer's buffer before it drops
+};
+
 struct Config {
   ServerConfig server;
   RedirectConfig redirect;
@@ -89,6 +107,7 @@ struct Config {
   WebhooksConfig webhooks;
   WebConfig web;
   LogConfig log;
+  ClusterConfig cluster;
 };
 
 // Reads a TOML file over the defaults; unknown keys are an error so a typo is never silently

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "earnd/config/config.h"
 
@@ -29,6 +30,7 @@ class Outbox;
 namespace earnd::ingest {
 class BotClassifier;
 class Pipeline;
+class ClickSink;
 }  // namespace earnd::ingest
 
 namespace earnd::links {
@@ -57,6 +59,9 @@ struct Services {
   rewards::Ledger& ledger;
   webhooks::Outbox* outbox;  // null when webhooks are off
   std::string visitor_secret;
+  // Where POST /v1/import/clicks writes (the pipeline's sink, shared under a lock); null: the
+  // route answers 404.
+  ingest::ClickSink* import_sink = nullptr;
   // Scale-out mode only: this node's cluster status as a JSON object (GET /v1/cluster/status).
   // Empty in single-node mode, where that route answers 404 cluster_off.
   std::function<std::string()> cluster_status = {};
@@ -65,6 +70,10 @@ struct Services {
   std::function<std::optional<std::string>(std::string_view)> cluster_step_down = {};
   // Scale-out mode only: POST /v1/cluster/replay (cluster::Node::replay_since).
   std::function<void(std::uint64_t)> cluster_replay = {};
+  // Scale-out mode only: the shards this worker holds (index = shard), and the last stream
+  // sequence in its index, for POST /v1/cluster/attribute.
+  std::function<std::vector<bool>()> cluster_held = {};
+  std::function<std::uint64_t()> cluster_applied_seq = {};
 };
 
 class Server {

@@ -18,7 +18,12 @@ namespace earnd::store {
 class Store;
 }
 
+namespace earnd::links {
+class Catalog;
+}
+
 namespace earnd::ingest {
+class ClickSink;
 
 // The meta secret (store key "s/visitor_secret") that keys import_visitor_hash. It is the
 // server's visitor secret too when its config leaves clicks.visitor_secret empty.
@@ -100,6 +105,20 @@ ClickImportStats import_clicks(store::Store& store,
                                const std::string& path,
                                const ImportOptions& options = {});
 
+// Imports clicks CSV text held in memory (the same format and checks, header included): the
+// admin API's POST /v1/import/clicks, which earnctl sends a file to in parts. Unknown links are
+// created in `catalog` (in scale-out mode its records reach every node), and the clicks go
+// through a private one-lane Pipeline (unique flags and velocity over this text only) to `sink`,
+// the server's own (in scale-out mode the spool, so they reach the stream and every worker),
+// and are synced before it returns. `name` names the text in errors. Throws ImportError; a
+// malformed text writes nothing.
+ClickImportStats import_clicks_text(std::string_view text,
+                                    const std::string& name,
+                                    links::Catalog& catalog,
+                                    const KeyedHasher& hasher,
+                                    ClickSink& sink,
+                                    const ImportOptions& options = {});
+
 // Imports a conversions CSV (header conv_id,ts_ms,visitor_id,amount_cents,kind) as documents
 // "ic/{program}/{conv_id}" in the docs family, each a JSON object {conv_id, ts_ms, visitor_hash,
 // amount_cents, kind}: conversions kept to be attributed later, not yet attributed or rewarded.
@@ -113,5 +132,10 @@ ConversionImportStats import_conversions(store::Store& store,
 // a malformed row (rows before it have been passed to fn).
 void read_conversions_csv(const std::string& path,
                           const std::function<void(const ConversionRow&)>& fn);
+
+// The same over text held in memory (header included); `name` names it in errors.
+void read_conversions_text(std::string_view text,
+                           const std::string& name,
+                           const std::function<void(const ConversionRow&)>& fn);
 
 }  // namespace earnd::ingest

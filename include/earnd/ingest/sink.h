@@ -4,10 +4,11 @@
 // log can be a second implementation without the pipeline changing.
 
 #include <memory>
+#include <mutex>
 #include <span>
 
-#include "earnd/common/error.h"
 #include "earnd/common/click.h"
+#include "earnd/common/error.h"
 
 namespace earnd::store {
 class Store;
@@ -30,6 +31,30 @@ class ClickSink {
   virtual std::size_t last_write_bytes() const noexcept = 0;
 };
 
+// Lets two writers share one sink: the server's pipeline writer and an admin import, whose
+// batches must not interleave with the writer's (the scale-out spool numbers its entries).
+// One uncontended lock per batch, not per click.
+class SerializedSink final : public ClickSink {
+ public:
+  explicit SerializedSink(ClickSink& inner) : inner_(inner) {}
+
+  ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
+    std::lock_guard lock(mutex_);
+    return inner_.write(clicks, sync);
+  }
+
+  ErrorCode sync() override {
+    std::lock_guard lock(mutex_);
+    return inner_.sync();
+  }
+
+  std::size_t last_write_bytes() const noexcept override { return inner_.last_write_bytes(); }
+
+ private:
+  ClickSink& inner_;
+  std::mutex mutex_;
+};
+
 // The embedded sink: one RocksDB WriteBatch per call. The store must outlive the sink.
 class StoreSink final : public ClickSink {
  public:
@@ -38,6 +63,7 @@ class StoreSink final : public ClickSink {
 
   ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override;
   ErrorCode sync() override;
+
   std::size_t last_write_bytes() const noexcept override { return last_bytes_; }
 
  private:

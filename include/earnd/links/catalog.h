@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -254,5 +255,9 @@ bool is_valid_code(std::string_view code) noexcept;
 
 // True for a valid program id: [a-z0-9-]{1,40}.
 bool is_valid_program_id(std::string_view id) noexcept;
+
+// Internal referrer id -> external_id, read from the store's referrer records (for the batch
+// attribution's output, which names referrers by external id). Reads the whole family prefix.
+std::map<std::string, std::string, std::less<>> external_ids(const store::Store& store);
 
 }  // namespace earnd::links
