@@ -260,6 +260,8 @@ struct Node::Impl {
   std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
+  std::atomic<std::uint64_t> meta_pushing{0};  // records taken from meta_pending, being put
+  std::atomic<std::uint64_t> meta_seen_seq{0};  // the meta bucket's last sequence read here
 
   std::mutex wake_mutex;
   std::condition_variable wake_cv;
@@ -278,7 +280,7 @@ struct Node::Impl {
   natsSubscription* worker_sub = nullptr;           // lease thread only
   std::map<std::string, std::int64_t> worker_seen;  // worker -> last heartbeat, server ms
 
-  std::mutex meta_mutex;
+  mutable std::mutex meta_mutex;
   std::map<std::string, std::string> meta_pending;
 
   std::thread forwarder, indexer, leases, meta;
@@ -993,6 +995,7 @@ struct Node::Impl {
     {
       std::lock_guard lock(meta_mutex);
       todo.swap(meta_pending);
+      meta_pushing.store(todo.size());
     }
     for (auto it = todo.begin(); it != todo.end();) {
       std::string key = hex(it->first);
@@ -1002,11 +1005,24 @@ struct Node::Impl {
       }
       it = todo.erase(it);
     }
-    if (!todo.empty()) {
-      std::lock_guard lock(meta_mutex);
-      for (auto& [k, v] : todo)
-        meta_pending.try_emplace(k, std::move(v));  // newer ones win
-    }
+    std::lock_guard lock(meta_mutex);
+    for (auto& [k, v] : todo)
+      meta_pending.try_emplace(k, std::move(v));  // newer ones win
+    meta_pushing.store(0);
+  }
+
+  // The meta bucket's last sequence (0 when it cannot be asked).
+  std::uint64_t meta_last_seq() {
+    if (!ready.load())
+      return 0;
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    std::string stream = std::string("KV_") + kMetaBucket;
+    if (js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr) != NATS_OK)
+      return 0;
+    std::uint64_t last = si->State.LastSeq;
+    jsStreamInfo_Destroy(si);
+    return last;
   }
 
   void run_meta() {
@@ -1025,6 +1041,7 @@ struct Node::Impl {
       }
       kv.clear();
       bool failed = false;
+      std::uint64_t seen_seq = 0;
       for (std::size_t i = 0; i < 4096; ++i) {
         natsMsg* m = nullptr;
         natsStatus s = natsSubscription_NextMsg(&m, sub, i == 0 ? 20 : 1);
@@ -1038,6 +1055,10 @@ struct Node::Impl {
         bool removed = natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op != nullptr &&
                        (std::strcmp(op, "DEL") == 0 || std::strcmp(op, "PURGE") == 0);
         std::string_view subject(natsMsg_GetSubject(m));
+        if (jsMsgMetaData* md = nullptr; natsMsg_GetMetaData(&md, m) == NATS_OK) {
+          seen_seq = std::max<std::uint64_t>(seen_seq, md->Sequence.Stream);
+          jsMsgMetaData_Destroy(md);
+        }
         if (!removed && subject.starts_with(prefix)) {
           if (auto key = unhex(subject.substr(prefix.size()))) {
             kv.emplace_back(std::move(*key),
@@ -1053,6 +1074,8 @@ struct Node::Impl {
         if (n > 0)
           log->debug("event=meta_applied records={}", n);
       }
+      if (seen_seq > meta_seen_seq.load())
+        meta_seen_seq.store(seen_seq);  // applied (or skipped as not newer) above
       if (failed) {
         natsSubscription_Destroy(sub);
         sub = nullptr;
@@ -1421,6 +1444,9 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["replaying"] = st.replaying;
   o["replayed"] = st.replayed;
   o["consumer_gaps"] = st.consumer_gaps;
+  o["meta_pending"] = st.meta_pending;
+  o["meta_seen_seq"] = st.meta_seen_seq;
+  o["meta_last_seq"] = st.meta_last_seq;
   o["consumer_stalls"] = st.consumer_stalls;
   o["index_lag_ms_last"] = st.index_lag_ms_last;
   o["shard_count"] = shard_count;
@@ -1498,6 +1524,12 @@ Status Node::status() const {
   st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
   st.replayed = i.replayed_total.load();
   st.consumer_gaps = i.gaps_total.load();
+  {
+    std::lock_guard lock(i.meta_mutex);
+    st.meta_pending = i.meta_pending.size() + i.meta_pushing.load();
+  }
+  st.meta_seen_seq = i.meta_seen_seq.load();
+  st.meta_last_seq = const_cast<Impl&>(i).meta_last_seq();
   st.consumer_stalls = i.stalls_total.load();
   st.index_lag_ms_last = i.index_lag_ms.load();
   std::lock_guard lock(i.lease_mutex);

@@ -1,5 +1,6 @@
 // The admin listener over real HTTP: programs, referrers and links, and its key check.
 
+#include <algorithm>
 #include <string>
 
 #include <boost/json.hpp>
@@ -132,6 +133,48 @@ TEST_F(AdminApiTest, DisabledLinkAnswersNotFound) {
   // Enabling it again restores the redirect.
   ASSERT_EQ(admin("PATCH", "/v1/links/ana", R"({"disabled": false})").status, 200);
   EXPECT_EQ(visit("/r/ana").status, 302);
+}
+
+// POST /v1/import/clicks: a part of an attribution-bench clicks CSV stored by the running server
+// (what `earnctl import clicks --node` sends), with the links and referrers it names created.
+TEST_F(AdminApiTest, ImportsClicksCsvThroughTheAdminApi) {
+  const std::string header = "click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot\n";
+  HttpResponse r = admin("POST", "/v1/import/clicks?program=imp",
+                         header +
+                             "a1,1704067200000,rabc123,17,900,0\n"
+                             "a2,1704067200500,rabc123,17,901,1\n"
+                             "a3,1704067201000,rxyz789,18,900,0\n");
+  ASSERT_EQ(r.status, 200) << r.error << r.body;
+  json::value v = parse_json(r);
+  EXPECT_EQ(v.at("clicks"), 3);
+  EXPECT_EQ(v.at("bots"), 1);
+  EXPECT_EQ(v.at("links_created"), 2);
+  EXPECT_EQ(v.at("referrers_created"), 2);
+  EXPECT_EQ(v.at("programs_created"), 1);
+  HttpResponse links = admin("GET", "/v1/links?program=imp");
+  ASSERT_EQ(links.status, 200) << links.body;
+  EXPECT_NE(links.body.find("rxyz789"), std::string::npos) << links.body;
+  EXPECT_NE(links.body.find("rabc123"), std::string::npos) << links.body;
+
+  auto rows = [&] {
+    HttpResponse e = admin("GET", "/v1/clicks/export?program=imp");
+    EXPECT_EQ(e.status, 200) << e.body;
+    return std::count(e.body.begin(), e.body.end(), '\n') - 1;  // minus the header
+  };
+  EXPECT_EQ(rows(), 3);
+
+  // A malformed row: 400 naming the line, and nothing of that part is stored.
+  r = admin("POST", "/v1/import/clicks?program=imp",
+            header + "b1,1704067300000,rabc123,17,902,0\nb2,notatime,rabc123,17,903,0\n");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(parse_json(r).at("error").at("code"), "invalid_import");
+  EXPECT_NE(r.body.find("body:3"), std::string::npos) << r.body;
+  EXPECT_EQ(rows(), 3);
+
+  // The scatter half of a cluster query exists only in scale-out mode.
+  r = admin("POST", "/v1/cluster/attribute", "conv_id,ts_ms,visitor_id,amount_cents,kind\n");
+  EXPECT_EQ(r.status, 404) << r.body;
+  EXPECT_EQ(parse_json(r).at("error").at("code"), "cluster_off");
 }
 
 }  // namespace

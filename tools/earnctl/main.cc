@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
+#include <mutex>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -222,6 +223,8 @@ int import_conversions(const std::string& file,
 
 struct AttributeArgs {
   std::string data_dir;
+  std::vector<std::string> nodes;  // scale-out: the workers' admin URLs (scatter and gather)
+  int settle_s = 120;              // how long to wait for the cluster to finish indexing
   std::string conversions;
   std::string model = "last_click";
   std::string window = "30d";
@@ -436,6 +439,246 @@ int attribute(const AttributeArgs& a) {
   return 0;
 }
 
+// Parts of a CSV file for the admin API: the header, then whole lines up to max_bytes (below
+// the server's default 64 KiB body limit). next() returns false at the end of the file.
+class CsvParts {
+ public:
+  CsvParts(const std::string& path, std::string_view header, std::size_t max_bytes)
+      : in_(path), max_bytes_(max_bytes) {
+    if (!in_) {
+      throw std::runtime_error("cannot read " + path);
+    }
+    if (!std::getline(in_, header_) ||
+        std::string_view(header_).substr(header_.starts_with("\xEF\xBB\xBF") ? 3 : 0) != header) {
+      throw std::runtime_error(path + ":1: expected the header " + std::string(header));
+    }
+  }
+
+  // The next part (header included), its first line number and row count.
+  bool next(std::string& part, std::uint64_t& first_line, std::size_t& rows) {
+    part = header_ + "\n";
+    first_line = line_ + 1;
+    rows = 0;
+    while (true) {
+      if (carry_.empty() && !std::getline(in_, carry_)) {
+        break;
+      }
+      if (rows > 0 && part.size() + carry_.size() + 1 > max_bytes_) {
+        break;  // the line starts the next part
+      }
+      part += carry_;
+      part += '\n';
+      carry_.clear();
+      ++rows;
+      ++line_;
+    }
+    return rows > 0;
+  }
+
+ private:
+  std::ifstream in_;
+  std::size_t max_bytes_;
+  std::string header_;
+  std::string carry_;  // a line read that did not fit the last part
+  std::uint64_t line_ = 1;
+};
+
+std::string field_of(const boost::json::value& v, std::string_view key) {
+  if (const auto* o = v.if_object()) {
+    if (const auto* f = o->if_contains(key)) {
+      return f->is_string() ? std::string(f->get_string()) : boost::json::serialize(*f);
+    }
+  }
+  return {};
+}
+
+std::uint64_t u64_of(const boost::json::value& v, std::string_view key) {
+  const auto* o = v.if_object();
+  const auto* f = o ? o->if_contains(key) : nullptr;
+  return f && f->is_uint64()  ? f->get_uint64()
+         : f && f->is_int64() ? static_cast<std::uint64_t>(f->get_int64())
+                              : 0;
+}
+
+constexpr std::size_t kPartBytes = 60'000;
+
+// earnctl import clicks FILE --node URL...: the file in parts through the nodes' admin APIs, one
+// sender thread per node taking the next part. In scale-out mode each node spools its parts to
+// the stream, so every worker indexes the whole file.
+int import_clicks_remote(const std::string& file,
+                         const std::vector<std::string>& nodes,
+                         const std::string& key,
+                         const std::string& program) {
+  if (key.empty()) {
+    std::cerr << "earnctl: set EARND_ADMIN_KEY (or --admin-key) to import through a server\n";
+    return 2;
+  }
+  auto start = std::chrono::steady_clock::now();
+  CsvParts parts(file, "click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot", kPartBytes);
+  std::mutex mu;
+  std::uint64_t clicks = 0, links = 0, referrers = 0, sent = 0;
+  std::string failure;
+  std::vector<std::thread> senders;
+  for (const std::string& node : nodes) {
+    senders.emplace_back([&, node] {
+      std::string part;
+      std::uint64_t first = 0;
+      std::size_t rows = 0;
+      while (true) {
+        {
+          std::lock_guard lock(mu);
+          if (!failure.empty() || !parts.next(part, first, rows)) {
+            return;
+          }
+        }
+        earnctl::HttpResult r;
+        try {
+          r = earnctl::call(node, key, "POST", "/v1/import/clicks?program=" + query_escape(program),
+                            part);
+        } catch (const std::exception& e) {
+          std::lock_guard lock(mu);
+          failure = node + ": " + e.what();
+          return;
+        }
+        boost::system::error_code ec;
+        auto v = boost::json::parse(r.body, ec);
+        std::lock_guard lock(mu);
+        if (r.status != 200 || ec) {
+          failure = file + " lines " + std::to_string(first) + "..: " + node + " answered " +
+                    std::to_string(r.status) + " " + r.body;
+          return;
+        }
+        clicks += u64_of(v, "clicks");
+        links += u64_of(v, "links_created");
+        referrers += u64_of(v, "referrers_created");
+        ++sent;
+      }
+    });
+  }
+  for (auto& t : senders) {
+    t.join();
+  }
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (!failure.empty()) {
+    std::cerr << "earnctl: import stopped after " << clicks << " clicks: " << failure << "\n";
+    return 1;
+  }
+  std::cout << std::fixed << std::setprecision(1) << "imported " << clicks << " clicks in " << sent
+            << " parts through " << nodes.size() << " node(s) in " << secs << " s ("
+            << (secs > 0 ? static_cast<double>(clicks) / secs : 0.0) << " clicks/s); created "
+            << referrers << " referrers and " << links << " links\n";
+  return 0;
+}
+
+// Waits until no node has clicks in its spool and every worker has indexed the stream up to
+// its last sequence (read-after-import for the batch query). False after timeout.
+bool wait_cluster_settled(const std::vector<std::string>& nodes,
+                          const std::string& key,
+                          std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    bool settled = true;
+    for (const auto& node : nodes) {
+      auto r = earnctl::call(node, key, "GET", "/v1/cluster/status", "");
+      boost::system::error_code ec;
+      auto v = boost::json::parse(r.body, ec);
+      if (r.status != 200 || ec) {
+        throw std::runtime_error(node + " answered " + std::to_string(r.status) + " " + r.body);
+      }
+      std::uint64_t last = u64_of(v, "stream_last_seq");
+      // Catalog records (links and referrers an import created) are on every node too, so
+      // every click's referrer has its external id where the click is attributed.
+      std::uint64_t meta_last = u64_of(v, "meta_last_seq");
+      settled = settled && u64_of(v, "spool_depth") == 0 && u64_of(v, "meta_pending") == 0 &&
+                meta_last > 0 && u64_of(v, "meta_seen_seq") >= meta_last &&
+                (field_of(v, "role") == "edge" || (last > 0 && u64_of(v, "applied_seq") >= last));
+    }
+    if (settled) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
+}
+
+// earnctl attribute --node URL...: scatter and gather over a cluster's workers. Each part of the
+// conversions file goes to every node; each answers the rows whose visitor shard it holds; the
+// sums are added. A part whose rows were not answered exactly once (shards moving between
+// workers) is asked again, up to 5 times, then the query fails: never a silent partial answer.
+int attribute_remote(const AttributeArgs& a, const std::string& key) {
+  auto start = std::chrono::steady_clock::now();
+  auto model = earnd::attribution::parse_model(a.model);
+  auto window = parse_duration_ms(a.window);
+  if (!model || !window) {
+    std::cerr << "earnctl: --model must be last_click or first_click and --window like 30d, "
+                 "12h, 90m or milliseconds\n";
+    return 2;
+  }
+  if (key.empty()) {
+    std::cerr << "earnctl: set EARND_ADMIN_KEY (or --admin-key) to query a cluster\n";
+    return 2;
+  }
+  if (!wait_cluster_settled(a.nodes, key, std::chrono::seconds(a.settle_s))) {
+    std::cerr << "earnctl: the cluster did not finish indexing within " << a.settle_s
+              << " s (spools not empty or workers behind the stream)\n";
+    return 1;
+  }
+  std::string target = "/v1/cluster/attribute?model=" + a.model +
+                       "&window_ms=" + std::to_string(*window) +
+                       (a.program.empty() ? "" : "&program=" + query_escape(a.program));
+  CsvParts parts(a.conversions, "conv_id,ts_ms,visitor_id,amount_cents,kind", kPartBytes);
+  std::map<std::string, Tally, ExternalIdLess> rows;
+  Tally unattributed;
+  std::string part;
+  std::uint64_t first = 0;
+  std::size_t count = 0;
+  while (parts.next(part, first, count)) {
+    bool done = false;
+    for (int attempt = 0; attempt < 5 && !done; ++attempt) {
+      std::map<std::string, Tally, ExternalIdLess> part_rows;
+      Tally part_unattributed;
+      std::uint64_t answered = 0;
+      for (const auto& node : a.nodes) {
+        auto r = earnctl::call(node, key, "POST", target, part);
+        boost::system::error_code ec;
+        auto v = boost::json::parse(r.body, ec);
+        if (r.status != 200 || ec) {
+          std::cerr << "earnctl: " << node << " answered " << r.status << " " << r.body << "\n";
+          return 1;
+        }
+        answered += u64_of(v, "answered");
+        const auto& un = v.as_object().at("unattributed");
+        part_unattributed.add(u64_of(un, "conversions"), u64_of(un, "revenue"));
+        for (const auto& ref : v.as_object().at("referrers").as_array()) {
+          part_rows[field_of(ref, "referrer_id")].add(u64_of(ref, "conversions"),
+                                                      u64_of(ref, "revenue"));
+        }
+      }
+      if (answered == count) {
+        done = true;
+        unattributed.add(part_unattributed.conversions, part_unattributed.revenue);
+        for (const auto& [ext, t] : part_rows) {
+          rows[ext].add(t.conversions, t.revenue);
+        }
+      } else {
+        std::this_thread::sleep_for(std::chrono::seconds(1));  // shards in flight: ask again
+      }
+    }
+    if (!done) {
+      std::cerr << "earnctl: " << a.conversions << " lines " << first << ".." << first + count - 1
+                << ": the nodes did not answer every row exactly once (a shard no listed node "
+                   "holds, or shards moving); list every worker with --node\n";
+      return 1;
+    }
+  }
+  if (int rc = write_attribution(a.out, rows, unattributed)) {
+    return rc;
+  }
+  print_summary(a, rows, unattributed,
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -577,20 +820,42 @@ int main(int argc, char** argv) {
       "clicks", "clicks: click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot");
   auto* imp_conv =
       imp->add_subcommand("conversions", "conversions: conv_id,ts_ms,visitor_id,amount_cents,kind");
+  std::vector<std::string> import_nodes;
   for (auto* sub : {imp_clicks, imp_conv}) {
     sub->add_option("file", file, "CSV file with a header row")->required();
-    sub->add_option("--data-dir", data_dir, "data directory (not in use by a running earnd)")
-        ->required();
     sub->add_option("--program", import_program, "program id, created when missing");
   }
-  imp_clicks->callback([&] { rc = import_clicks(file, data_dir, import_program); });
+  imp_conv->add_option("--data-dir", data_dir, "data directory (not in use by a running earnd)")
+      ->required();
+  auto* clicks_dir = imp_clicks->add_option("--data-dir", data_dir,
+                                            "data directory (not in use by a running earnd)");
+  auto* clicks_nodes = imp_clicks->add_option(
+      "--node", import_nodes,
+      "instead of --data-dir: a running earnd's admin URL to import through (repeat for several "
+      "edges; parts go to each in turn)");
+  clicks_dir->excludes(clicks_nodes);
+  imp_clicks->callback([&] {
+    if (import_nodes.empty() && data_dir.empty()) {
+      throw CLI::RequiredError("--data-dir or --node");
+    }
+    rc = import_nodes.empty() ? import_clicks(file, data_dir, import_program)
+                              : import_clicks_remote(file, import_nodes, remote.key, import_program);
+  });
   imp_conv->callback([&] { rc = import_conversions(file, data_dir, import_program); });
 
   AttributeArgs attr;
   auto* att = app.add_subcommand("attribute", "attribute a conversions CSV to imported clicks");
-  att->add_option("--data-dir", attr.data_dir, "data directory (read-only; earnd may run on it)")
-      ->check(CLI::ExistingDirectory)
-      ->required();
+  auto* att_dir =
+      att->add_option("--data-dir", attr.data_dir, "data directory (read-only; earnd may run on it)")
+          ->check(CLI::ExistingDirectory);
+  auto* att_nodes = att->add_option(
+      "--node", attr.nodes,
+      "instead of --data-dir, scale-out mode: a worker's admin URL (repeat for every worker); "
+      "the query is scattered over them and the sums gathered");
+  att_dir->excludes(att_nodes);
+  att->add_option("--settle", attr.settle_s,
+                  "scale-out: seconds to wait for the workers to finish indexing")
+      ->capture_default_str();
   att->add_option("--conversions", attr.conversions,
                   "conv_id,ts_ms,visitor_id,amount_cents,kind CSV")
       ->required();
@@ -600,7 +865,12 @@ int main(int argc, char** argv) {
   att->add_option("--out", attr.out, "result CSV: referrer_id,conversions,revenue_cents")
       ->required();
   att->add_option("--program", attr.program, "only clicks of this program (default: any)");
-  att->callback([&] { rc = attribute(attr); });
+  att->callback([&] {
+    if (attr.nodes.empty() && attr.data_dir.empty()) {
+      throw CLI::RequiredError("--data-dir or --node");
+    }
+    rc = attr.nodes.empty() ? attribute(attr) : attribute_remote(attr, remote.key);
+  });
 
   try {
     app.parse(argc, argv);
