@@ -260,7 +260,7 @@ struct Node::Impl {
   std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
-  std::atomic<std::uint64_t> meta_pushing{0};  // records taken from meta_pending, being put
+  std::atomic<std::uint64_t> meta_pushing{0};   // records taken from meta_pending, being put
   std::atomic<std::uint64_t> meta_seen_seq{0};  // the meta bucket's last sequence read here
 
   std::mutex wake_mutex;

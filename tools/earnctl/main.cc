@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iomanip>
-#include <mutex>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -838,16 +838,17 @@ int main(int argc, char** argv) {
     if (import_nodes.empty() && data_dir.empty()) {
       throw CLI::RequiredError("--data-dir or --node");
     }
-    rc = import_nodes.empty() ? import_clicks(file, data_dir, import_program)
-                              : import_clicks_remote(file, import_nodes, remote.key, import_program);
+    rc = import_nodes.empty()
+             ? import_clicks(file, data_dir, import_program)
+             : import_clicks_remote(file, import_nodes, remote.key, import_program);
   });
   imp_conv->callback([&] { rc = import_conversions(file, data_dir, import_program); });
 
   AttributeArgs attr;
   auto* att = app.add_subcommand("attribute", "attribute a conversions CSV to imported clicks");
-  auto* att_dir =
-      att->add_option("--data-dir", attr.data_dir, "data directory (read-only; earnd may run on it)")
-          ->check(CLI::ExistingDirectory);
+  auto* att_dir = att->add_option("--data-dir", attr.data_dir,
+                                  "data directory (read-only; earnd may run on it)")
+                      ->check(CLI::ExistingDirectory);
   auto* att_nodes = att->add_option(
       "--node", attr.nodes,
       "instead of --data-dir, scale-out mode: a worker's admin URL (repeat for every worker); "

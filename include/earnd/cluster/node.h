@@ -93,9 +93,9 @@ struct Status {
   std::uint64_t replayed = 0;           // clicks replays added (the index lacked them)
   std::uint64_t consumer_gaps = 0;      // times the click consumer skipped and was read again
   std::uint64_t consumer_stalls = 0;    // times an idle consumer was replaced (stream had more)
-  std::uint64_t meta_pending = 0;   // catalog records written here, not yet in the meta bucket
-  std::uint64_t meta_seen_seq = 0;  // the meta bucket's last sequence this node has read
-  std::uint64_t meta_last_seq = 0;  // the meta bucket's last sequence (0 when unreachable)
+  std::uint64_t meta_pending = 0;       // catalog records written here, not yet in the meta bucket
+  std::uint64_t meta_seen_seq = 0;      // the meta bucket's last sequence this node has read
+  std::uint64_t meta_last_seq = 0;      // the meta bucket's last sequence (0 when unreachable)
   std::uint64_t index_lag_ms_last = 0;  // click time to index time of the last indexed click
   std::vector<std::uint32_t> held_shards;
   std::vector<std::string> live_workers;
