@@ -329,17 +329,27 @@ class ClusterTest : public ::testing::Test {
   // click is in exactly one worker's export, and no click id appears twice anywhere.
   // Waits (at most 60 s) until no node has clicks in its spool and every worker among them has
   // applied the stream up to its last sequence: what a stop, then an export, may rely on.
+  // With workers, also until their held shards cover all 64: a worker of an earlier test stays
+  // in the live set until its heartbeat is older than the lease TTL (10 s), and the shards it
+  // would own are held by no one meanwhile, so their clicks would be in no export.
   void wait_settled(std::initializer_list<Node*> nodes, bool workers = true) {
     auto deadline = std::chrono::steady_clock::now() + 60s;
     while (std::chrono::steady_clock::now() < deadline) {
       bool settled = true;
+      std::set<std::int64_t> held;
+      bool any_worker = false;
       for (Node* n : nodes) {
         auto st = n->status();
         auto last = num(st["stream_last_seq"]);
+        bool worker = st["role"].as_string() != "edge";
+        any_worker = any_worker || worker;
+        for (const auto& s : arr(st["held_shards"])) {
+          held.insert(num(s));
+        }
         settled = settled && num(st["spool_depth"]) == 0 &&
-                  (!workers || st["role"].as_string() == "edge" ||
-                   (last > 0 && num(st["applied_seq"]) >= last));
+                  (!workers || !worker || (last > 0 && num(st["applied_seq"]) >= last));
       }
+      settled = settled && (!workers || !any_worker || held.size() == 64);
       if (settled) {
         return;
       }

@@ -604,7 +604,7 @@ bool wait_cluster_settled(const std::vector<std::string>& nodes,
 // earnctl attribute --node URL...: scatter and gather over a cluster's workers. Each part of the
 // conversions file goes to every node; each answers the rows whose visitor shard it holds; the
 // sums are added. A part whose rows were not answered exactly once (shards moving between
-// workers) is asked again, up to 5 times, then the query fails: never a silent partial answer.
+// workers) is asked again, for up to 15 s, then the query fails: never a silent partial answer.
 int attribute_remote(const AttributeArgs& a, const std::string& key) {
   auto start = std::chrono::steady_clock::now();
   auto model = earnd::attribution::parse_model(a.model);
@@ -634,7 +634,9 @@ int attribute_remote(const AttributeArgs& a, const std::string& key) {
   std::size_t count = 0;
   while (parts.next(part, first, count)) {
     bool done = false;
-    for (int attempt = 0; attempt < 5 && !done; ++attempt) {
+    // Up to 15 tries a second apart: longer than the lease TTL (10 s) that a stopped worker
+    // can still be counted live for, and whose shards no one holds meanwhile.
+    for (int attempt = 0; attempt < 15 && !done; ++attempt) {
       std::map<std::string, Tally, ExternalIdLess> part_rows;
       Tally part_unattributed;
       std::uint64_t answered = 0;
