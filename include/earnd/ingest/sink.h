@@ -3,6 +3,7 @@
 // Where the ingest writer puts clicks. The embedded sink appends them to RocksDB; a distributed
 // log can be a second implementation without the pipeline changing.
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -40,7 +41,9 @@ class SerializedSink final : public ClickSink {
 
   ErrorCode write(std::span<const ClickRecord> clicks, bool sync) override {
     std::lock_guard lock(mutex_);
-    return inner_.write(clicks, sync);
+    ErrorCode ec = inner_.write(clicks, sync);
+    last_bytes_.store(inner_.last_write_bytes(), std::memory_order_relaxed);
+    return ec;
   }
 
   ErrorCode sync() override {
@@ -48,11 +51,15 @@ class SerializedSink final : public ClickSink {
     return inner_.sync();
   }
 
-  std::size_t last_write_bytes() const noexcept override { return inner_.last_write_bytes(); }
+  // The last batch's bytes, whichever writer wrote it (read without the lock).
+  std::size_t last_write_bytes() const noexcept override {
+    return last_bytes_.load(std::memory_order_relaxed);
+  }
 
  private:
   ClickSink& inner_;
   std::mutex mutex_;
+  std::atomic<std::size_t> last_bytes_{0};
 };
 
 // The embedded sink: one RocksDB WriteBatch per call. The store must outlive the sink.
