@@ -332,6 +332,9 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
   server->shutdown();
   pipeline.stop();
   if (node) {
+    // Leases are kept: the held shards saved here are what an offline export of this data
+    // directory lists, so releasing them would leave a stopped cluster's exports empty. The
+    // other workers take this one's shards after the lease TTL.
     node->stop();
   }
   log->info("event=stopped clicks_stored={} clicks_dropped={}", metrics.clicks_stored.load(),
