@@ -31,8 +31,9 @@ trap "exit 130" INT TERM
 
 start_node() { # name [args...]: sets <name>_PID, <name>_ADM
   local name=$1; shift
+  # stdout too: a node started inside the tee'd block would otherwise hold tee's pipe open
   "$BIN/earnd" --data-dir "$WORK/$name" --public-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" \
-    2>"$WORK/$name.log" &
+    >>"$WORK/$name.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 300); do grep -q 'event=listening' "$WORK/$name.log" && break; sleep 0.1; done
@@ -90,4 +91,7 @@ seeds=(42 7 8 9 10 11)
     "gaps and stalls: $(grep -c 'event=click_gap\|event=click_consumer_stalled' "$WORK/c.log" || true)," \
     "running: $(kill -0 "$c_PID" 2>/dev/null && echo yes || echo no)," \
     "peak RSS $(awk '/^VmHWM/{printf "%.0f MiB", $2/1024}' "/proc/$c_PID/status" 2>/dev/null || echo -)"
+  # Node c was started in this block's subshell, so the cleanup's list does not have it.
+  kill -TERM "$c_PID" 2>/dev/null || true
+  timeout 30 tail --pid="$c_PID" -f /dev/null || kill -9 "$c_PID" 2>/dev/null || true
 } | tee "$OUT/figures.txt"
