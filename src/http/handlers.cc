@@ -105,8 +105,15 @@ Reply import_clicks(Services& s, const Request& req, const boost::urls::url_view
     return json_error(404, "not_found", "no such admin route");
   }
   std::string program = param(u, "program");
+  if (program.empty()) {
+    program = "default";
+  }
+  if (!links::is_valid_program_id(program)) {
+    // Not echoed: it may be any bytes.
+    return json_error(400, "invalid_field", "program must be a valid program id");
+  }
   ingest::ImportOptions o;
-  o.program = program.empty() ? "default" : program;
+  o.program = program;
   o.max_batch = s.config.storage.max_batch;
   o.queue_capacity = 8192;
   o.velocity_limit = s.config.clicks.velocity_limit;
@@ -114,8 +121,10 @@ Reply import_clicks(Services& s, const Request& req, const boost::urls::url_view
   o.dedupe_capacity = 65'536;  // unique flags within this part (the file is sent in parts)
   try {
     KeyedHasher hasher(s.visitor_secret);
-    auto st = ingest::import_clicks_text(req.body(), "body", s.catalog, hasher, *s.import_sink, o);
+    auto st = ingest::import_clicks_text(req.body(), "body", s.catalog, hasher, *s.import_sink,
+                                         s.store, o);
     json::object out{{"clicks", st.clicks},
+                     {"duplicates", st.duplicates},
                      {"bots", st.bots},
                      {"unique", st.unique},
                      {"programs_created", st.programs_created},

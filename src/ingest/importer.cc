@@ -347,12 +347,14 @@ void submit(Pipeline& pipeline, const PendingClick& click) {
 }
 
 // Pass 2: every row through the pipeline, as the redirect path builds its click.
+// keep: when set, a click it refuses is not written (counted in stats.duplicates).
 template <class Reader>
 void write_clicks(Reader in,
                   const links::Snapshot& snapshot,
                   const KeyedHasher& hasher,
                   Pipeline& pipeline,
-                  ClickImportStats& stats) {
+                  ClickImportStats& stats,
+                  const std::function<bool(const ClickRecord&)>& keep = {}) {
   expect_header(in, kClicksHeader);
   PendingClick p;
   std::string_view line;
@@ -372,6 +374,10 @@ void write_clicks(Reader in,
     c.reason = r.bot ? ClickReason::kBotUa : ClickReason::kHuman;
     c.unique = true;  // the writer decides
     p.dedupe_ms = link->program->dedupe_ms;
+    if (keep && !keep(c)) {
+      ++stats.duplicates;
+      continue;
+    }
     submit(pipeline, p);
     ++stats.clicks;
     stats.bots += r.bot ? 1 : 0;
@@ -444,34 +450,83 @@ ClickImportStats import_clicks(store::Store& store,
   return stats;
 }
 
+std::uint64_t check_clicks_csv(const std::string& path) {
+  LineReader in(path);
+  expect_header(in, kClicksHeader);
+  std::uint64_t rows = 0;
+  std::string_view line;
+  while (in.next(line)) {
+    (void)parse_click_row(in, line);
+    ++rows;
+  }
+  return rows;
+}
+
 ClickImportStats import_clicks_text(std::string_view text,
                                     const std::string& name,
                                     links::Catalog& catalog,
                                     const KeyedHasher& hasher,
                                     ClickSink& sink,
+                                    const store::Store& store,
                                     const ImportOptions& options) {
   auto start = std::chrono::steady_clock::now();
   ClickImportStats stats;
+  // Every row first: a malformed text creates nothing, not even the program. A code that
+  // exists already must be this program's and its referrer's (a server's links are in use: an
+  // import never moves a click to another program or referrer without saying so).
+  {
+    TextLines in(name, text);
+    expect_header(in, kClicksHeader);
+    auto snapshot = catalog.snapshot();
+    std::string_view line;
+    while (in.next(line)) {
+      ClickRow r = parse_click_row(in, line);
+      const links::LinkView* link = snapshot->find(r.code);
+      if (link == nullptr) {
+        continue;
+      }
+      if (link->program->id != options.program) {
+        in.fail("link_code " + std::string(r.code) + " belongs to program " + link->program->id +
+                ", not " + options.program);
+      }
+      auto owner = catalog.referrer_external_id(link->referrer_id);
+      if (owner && *owner != r.referrer) {
+        in.fail("link_code " + std::string(r.code) + " belongs to referrer " + *owner + ", not " +
+                std::string(r.referrer));
+      }
+    }
+  }
   stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
   create_missing_links(TextLines(name, text), catalog, options.program, stats);
   metrics::Metrics metrics;
   CountingSink counting(sink);
+  // Imported ids are derived from the row (time, visitor, CSV click id), so a row imported
+  // again, or twice in one text, names a stored click: it is skipped, not written over (which
+  // would count it again in the reports, or move it to another program).
+  boost::unordered_flat_set<std::string> seen;
+  auto keep = [&](const ClickRecord& c) {
+    if (!seen.insert(std::string(c.id.key())).second) {
+      return false;
+    }
+    auto have = store.get_click(c.id);
+    return !have || !*have;  // a read error: written (the writer reports a storage failure)
+  };
   {
     Pipeline pipeline(pipeline_options(options), counting, metrics, 1);
     pipeline.set_waker(0, [] {});
     pipeline.start();
     try {
-      write_clicks(TextLines(name, text), *catalog.snapshot(), hasher, pipeline, stats);
+      write_clicks(TextLines(name, text), *catalog.snapshot(), hasher, pipeline, stats, keep);
     } catch (...) {
       pipeline.stop();
       throw;
     }
     pipeline.stop();  // writes what was submitted, then syncs
   }
-  if (counting.failed != 0 || counting.stored != stats.clicks) {
-    throw ImportError("storing clicks failed for " +
-                      std::to_string(stats.clicks - counting.stored) + " of " +
-                      std::to_string(stats.clicks) + ": " + counting.first_error.message());
+  std::uint64_t written = stats.clicks;  // skipped rows are not counted in clicks
+  if (counting.failed != 0 || counting.stored != written) {
+    throw ImportError("storing clicks failed for " + std::to_string(written - counting.stored) +
+                      " of " + std::to_string(written) + ": " + counting.first_error.message());
   }
   if (ErrorCode ec = counting.sync()) {
     throw ImportError("syncing the imported clicks failed: " + ec.message());

@@ -171,6 +171,45 @@ TEST_F(AdminApiTest, ImportsClicksCsvThroughTheAdminApi) {
   EXPECT_NE(r.body.find("body:3"), std::string::npos) << r.body;
   EXPECT_EQ(rows(), 3);
 
+  // The same part again (and a row twice in one part): skipped as stored already, so the
+  // link's click count in the report stays that of the stored clicks.
+  r = admin("POST", "/v1/import/clicks?program=imp",
+            header +
+                "a1,1704067200000,rabc123,17,900,0\n"
+                "a3,1704067201000,rxyz789,18,900,0\n"
+                "c1,1704067202000,rxyz789,18,904,0\n"
+                "c1,1704067202000,rxyz789,18,904,0\n");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(parse_json(r).at("clicks"), 1) << r.body;
+  EXPECT_EQ(parse_json(r).at("duplicates"), 3) << r.body;
+  EXPECT_EQ(rows(), 4);
+  HttpResponse report =
+      admin("GET", "/v1/reports/referrers?program=imp&from=2024-01-01&to=2024-01-02");
+  ASSERT_EQ(report.status, 200) << report.body;
+  std::int64_t reported = 0;
+  json::value report_json = parse_json(report);
+  for (const auto& row : report_json.at("rows").as_array()) {
+    reported += row.at("clicks").to_number<std::int64_t>();
+  }
+  EXPECT_EQ(reported, 4) << report.body;
+
+  // A code of another program, or another referrer's code: refused, naming the line, and a
+  // refused import creates nothing, not even its program.
+  r = admin("POST", "/v1/import/clicks?program=other",
+            header + "d1,1704067300000,rabc123,17,905,0\n");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("belongs to program imp"), std::string::npos) << r.body;
+  EXPECT_EQ(admin("GET", "/v1/programs/other").status, 404);
+  r = admin("POST", "/v1/import/clicks?program=imp",
+            header + "d2,1704067300000,rabc123,99,905,0\n");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("belongs to referrer 17"), std::string::npos) << r.body;
+  r = admin("POST", "/v1/import/clicks?program=%FF%FE",
+            header + "d3,1704067300000,rnew123,5,1,0\n");
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(parse_json(r).at("error").at("code"), "invalid_field");
+  EXPECT_EQ(rows(), 4);
+
   // The scatter half of a cluster query exists only in scale-out mode.
   r = admin("POST", "/v1/cluster/attribute", "conv_id,ts_ms,visitor_id,amount_cents,kind\n");
   EXPECT_EQ(r.status, 404) << r.body;

@@ -19,18 +19,25 @@ HttpResult call(std::string_view url_base,
   using tcp = boost::asio::ip::tcp;
 
   if (!url_base.starts_with("http://")) {
-    throw std::runtime_error("--url must start with http://");
+    throw std::runtime_error("the server URL must start with http:// (got \"" +
+                             std::string(url_base) + "\")");
   }
   std::string_view hostport = url_base.substr(7);
   hostport = hostport.substr(0, hostport.find('/'));
   auto colon = hostport.rfind(':');
   std::string host(hostport.substr(0, colon));
-  std::string port = colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
+  std::string port =
+      colon == std::string_view::npos ? "80" : std::string(hostport.substr(colon + 1));
 
   boost::asio::io_context ioc;
   tcp::resolver resolver(ioc);
   beast::tcp_stream stream(ioc);
-  stream.connect(resolver.resolve(host, port));
+  try {
+    stream.connect(resolver.resolve(host, port));
+  } catch (const boost::system::system_error& e) {
+    // The exception's own text carries Asio's source location; an operator needs the reason.
+    throw std::runtime_error(std::string(url_base) + ": " + e.code().message());
+  }
 
   http::request<http::string_body> req(http::string_to_verb(method), std::string(target), 11);
   req.set(http::field::host, host);

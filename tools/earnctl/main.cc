@@ -448,7 +448,10 @@ class CsvParts {
     if (!in_) {
       throw std::runtime_error("cannot read " + path);
     }
-    if (!std::getline(in_, header_) ||
+    if (std::getline(in_, header_) && header_.ends_with('\r')) {
+      header_.pop_back();  // CRLF files: the server reads either line end
+    }
+    if (!in_ ||
         std::string_view(header_).substr(header_.starts_with("\xEF\xBB\xBF") ? 3 : 0) != header) {
       throw std::runtime_error(path + ":1: expected the header " + std::string(header));
     }
@@ -514,9 +517,17 @@ int import_clicks_remote(const std::string& file,
     return 2;
   }
   auto start = std::chrono::steady_clock::now();
+  // The whole file is checked here first, as `--data-dir` does, so that a bad row refuses the
+  // file before any part is stored.
+  try {
+    (void)earnd::ingest::check_clicks_csv(file);
+  } catch (const earnd::ingest::ImportError& e) {
+    std::cerr << "earnctl: " << e.what() << " (nothing was imported)\n";
+    return 1;
+  }
   CsvParts parts(file, "click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot", kPartBytes);
   std::mutex mu;
-  std::uint64_t clicks = 0, links = 0, referrers = 0, sent = 0;
+  std::uint64_t clicks = 0, duplicates = 0, links = 0, referrers = 0, sent = 0;
   std::string failure;
   std::vector<std::thread> senders;
   for (const std::string& node : nodes) {
@@ -537,18 +548,27 @@ int import_clicks_remote(const std::string& file,
                             part);
         } catch (const std::exception& e) {
           std::lock_guard lock(mu);
-          failure = node + ": " + e.what();
+          failure = e.what();  // names the node
           return;
         }
         boost::system::error_code ec;
         auto v = boost::json::parse(r.body, ec);
         std::lock_guard lock(mu);
         if (r.status != 200 || ec) {
-          failure = file + " lines " + std::to_string(first) + "..: " + node + " answered " +
-                    std::to_string(r.status) + " " + r.body;
+          // "body:N" in the server's message is line N of this part, whose line 1 is the
+          // header: file line first + N - 2.
+          std::string where = file + " lines " + std::to_string(first) + "..";
+          if (auto p = r.body.find("body:"); p != std::string::npos) {
+            std::uint64_t n = std::strtoull(r.body.c_str() + p + 5, nullptr, 10);
+            if (n >= 2) {
+              where = file + ":" + std::to_string(first + n - 2);
+            }
+          }
+          failure = where + ": " + node + " answered " + std::to_string(r.status) + " " + r.body;
           return;
         }
         clicks += u64_of(v, "clicks");
+        duplicates += u64_of(v, "duplicates");
         links += u64_of(v, "links_created");
         referrers += u64_of(v, "referrers_created");
         ++sent;
@@ -565,8 +585,9 @@ int import_clicks_remote(const std::string& file,
   }
   std::cout << std::fixed << std::setprecision(1) << "imported " << clicks << " clicks in " << sent
             << " parts through " << nodes.size() << " node(s) in " << secs << " s ("
-            << (secs > 0 ? static_cast<double>(clicks) / secs : 0.0) << " clicks/s); created "
-            << referrers << " referrers and " << links << " links\n";
+            << (secs > 0 ? static_cast<double>(clicks) / secs : 0.0) << " clicks/s); " << duplicates
+            << " already stored (skipped); created " << referrers << " referrers and " << links
+            << " links\n";
   return 0;
 }
 
@@ -690,6 +711,8 @@ int main(int argc, char** argv) {
   app.add_option("--url", remote.url, "admin URL of a running earnd (or EARND_URL)");
   app.add_option("--admin-key", remote.key, "admin key (or EARND_ADMIN_KEY)");
   int rc = 0;
+  // --url and --admin-key may also come after the subcommand.
+  app.fallthrough();
 
   // export clicks
   auto* exp = app.add_subcommand("export", "export data as CSV");

@@ -53,8 +53,10 @@ struct ImportOptions {
 struct ClickImportStats {
   std::uint64_t clicks = 0;
   std::uint64_t bots = 0;
-  std::uint64_t unique = 0;    // clicks the writer flagged unique
-  std::uint64_t velocity = 0;  // clicks the writer reclassified by the velocity rule
+  std::uint64_t unique = 0;      // clicks the writer flagged unique
+  std::uint64_t velocity = 0;    // clicks the writer reclassified by the velocity rule
+  std::uint64_t duplicates = 0;  // admin import: rows skipped, their click stored already (not
+                                 // in clicks)
   std::uint64_t programs_created = 0;
   std::uint64_t referrers_created = 0;
   std::uint64_t links_created = 0;
@@ -105,18 +107,27 @@ ClickImportStats import_clicks(store::Store& store,
                                const std::string& path,
                                const ImportOptions& options = {});
 
+// Checks every row of a clicks CSV file as the import does, without storing anything (for
+// `earnctl import clicks --node`, so that a bad file is refused before any part is sent).
+// Returns the number of rows; throws ImportError naming the line.
+std::uint64_t check_clicks_csv(const std::string& path);
+
 // Imports clicks CSV text held in memory (the same format and checks, header included): the
 // admin API's POST /v1/import/clicks, which earnctl sends a file to in parts. Unknown links are
 // created in `catalog` (in scale-out mode its records reach every node), and the clicks go
 // through a private one-lane Pipeline (unique flags and velocity over this text only) to `sink`,
 // the server's own (in scale-out mode the spool, so they reach the stream and every worker),
-// and are synced before it returns. `name` names the text in errors. Throws ImportError; a
-// malformed text writes nothing.
+// and are synced before it returns. `name` names the text in errors. Stricter than the file
+// import: a code that exists must belong to `options.program` and to the row's referrer, and a
+// row whose click is in `store` already (imported before, or twice in the text) is skipped and
+// counted in `duplicates`, so importing a part again changes nothing. Throws ImportError; a
+// malformed text writes nothing, not even the program.
 ClickImportStats import_clicks_text(std::string_view text,
                                     const std::string& name,
                                     links::Catalog& catalog,
                                     const KeyedHasher& hasher,
                                     ClickSink& sink,
+                                    const store::Store& store,
                                     const ImportOptions& options = {});
 
 // Imports a conversions CSV (header conv_id,ts_ms,visitor_id,amount_cents,kind) as documents
