@@ -206,7 +206,7 @@ ClickRow parse_click_row(const Reader& in, std::string_view line) {
     in.fail("link_code must match [A-Za-z0-9_-]{3,32}");
   }
   if (!valid_id(f[3]) || !valid_id(f[4])) {
-    in.fail("referrer_id and visitor_id must be 1 to 128 characters");
+    in.fail("referrer_id and visitor_id must be 1 to 128 bytes");
   }
   // The referrer id becomes the referrer's external_id in a JSON record; text that JSON cannot
   // hold would make the catalog unreadable at the next start (found by the csv_import fuzzer).
@@ -557,7 +557,7 @@ void read_conversions(Reader in, const std::function<void(const ConversionRow&)>
       in.fail("ts_ms must be Unix milliseconds");
     }
     if (!valid_id(f[2])) {
-      in.fail("visitor_id must be 1 to 128 characters");
+      in.fail("visitor_id must be 1 to 128 bytes");
     }
     if (!parse_u64(f[3], r.amount_cents) ||
         r.amount_cents > static_cast<std::uint64_t>(kMaxAmountMinor)) {
