@@ -311,30 +311,28 @@ struct Node::Impl {
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
       throw StartupError("cluster: cannot create the NATS connection: " + nats_error(s));
     }
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = opt.ack_wait_ms;
-    jo.PublishAsync.MaxPending = opt.publish_max_pending;
-    jo.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* self) {
-      static_cast<Impl*>(self)->publish_failures.fetch_add(1, std::memory_order_relaxed);
+    // Two contexts for asynchronous publishes (the forwarder's clicks, the meta thread's catalog
+    // records), each counting its own failed acknowledgements; one for the lease bucket's
+    // calls, with a short timeout.
+    auto async_context = [&](jsCtx** out, std::atomic<std::uint64_t>* failures) {
+      jsOptions o;
+      jsOptions_Init(&o);
+      o.Wait = opt.ack_wait_ms;
+      o.PublishAsync.MaxPending = opt.publish_max_pending;
+      o.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* counter) {
+        static_cast<std::atomic<std::uint64_t>*>(counter)->fetch_add(1, std::memory_order_relaxed);
+      };
+      o.PublishAsync.ErrHandlerClosure = failures;
+      return natsConnection_JetStream(out, nc, &o);
     };
-    jo.PublishAsync.ErrHandlerClosure = this;
-    s = natsConnection_JetStream(&js, nc, &jo);
+    s = async_context(&js, &publish_failures);
     jsOptions lo;
     jsOptions_Init(&lo);
     lo.Wait = opt.lease_op_timeout_ms;
     if (s == NATS_OK)
       s = natsConnection_JetStream(&lease_js, nc, &lo);
-    jsOptions mo;
-    jsOptions_Init(&mo);
-    mo.Wait = opt.ack_wait_ms;
-    mo.PublishAsync.MaxPending = opt.publish_max_pending;
-    mo.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* self) {
-      static_cast<Impl*>(self)->meta_publish_failures.fetch_add(1, std::memory_order_relaxed);
-    };
-    mo.PublishAsync.ErrHandlerClosure = this;
     if (s == NATS_OK)
-      s = natsConnection_JetStream(&meta_js, nc, &mo);
+      s = async_context(&meta_js, &meta_publish_failures);
     if (s != NATS_OK) {
       throw StartupError("cluster: cannot create the JetStream context: " + nats_error(s));
     }
@@ -718,7 +716,9 @@ struct Node::Impl {
       natsSubscription_Destroy(sub);
   }
 
-  bool meta_consumer_stalled(std::chrono::steady_clock::time_point& idle_since) {
+  // True once per three heartbeat intervals of silence from a consumer (idle_since: {} after a
+  // message), when it is time to ask whether it stalled.
+  bool silent_for_a_while(std::chrono::steady_clock::time_point& idle_since) const {
     auto now = std::chrono::steady_clock::now();
     if (idle_since == std::chrono::steady_clock::time_point{}) {
       idle_since = now;
@@ -727,6 +727,13 @@ struct Node::Impl {
     if (now - idle_since < std::chrono::milliseconds(3 * std::uint64_t{opt.heartbeat_ms}))
       return false;
     idle_since = now;
+    return true;
+  }
+
+  // The catalog's consumer read nothing: true when the bucket has records past what it read.
+  bool meta_consumer_stalled(std::chrono::steady_clock::time_point& idle_since) {
+    if (!silent_for_a_while(idle_since))
+      return false;
     std::uint64_t last = meta_last_seq();
     std::uint64_t seen = meta_seen_seq.load();
     if (last == 0 || last <= seen)
@@ -736,16 +743,10 @@ struct Node::Impl {
     return true;
   }
 
-  // Called when a read found nothing; true when the consumer must be replaced.
+  // The click consumer read nothing: true when the stream has clicks past the cursor.
   bool consumer_stalled(std::chrono::steady_clock::time_point& idle_since) {
-    auto now = std::chrono::steady_clock::now();
-    if (idle_since == std::chrono::steady_clock::time_point{}) {
-      idle_since = now;
+    if (!silent_for_a_while(idle_since))
       return false;
-    }
-    if (now - idle_since < std::chrono::milliseconds(3 * std::uint64_t{opt.heartbeat_ms}))
-      return false;
-    idle_since = now;
     auto last = stream_last_seq();
     std::uint64_t applied = applied_seq.load();
     if (!last || *last <= applied)

@@ -383,15 +383,26 @@ std::vector<Partial> attribute_all(const earnd::store::Store& store,
   return partials;
 }
 
-int attribute(const AttributeArgs& a) {
-  auto start = std::chrono::steady_clock::now();
+// --model and --window of `earnctl attribute`; nullopt (the message printed) when either is wrong.
+std::optional<std::pair<earnd::attribution::Model, std::uint64_t>> model_and_window(
+    const AttributeArgs& a) {
   auto model = earnd::attribution::parse_model(a.model);
   auto window = parse_duration_ms(a.window);
   if (!model || !window) {
     std::cerr << "earnctl: --model must be last_click or first_click and --window like 30d, "
                  "12h, 90m or milliseconds\n";
+    return std::nullopt;
+  }
+  return std::pair{*model, *window};
+}
+
+int attribute(const AttributeArgs& a) {
+  auto start = std::chrono::steady_clock::now();
+  auto checked = model_and_window(a);
+  if (!checked) {
     return 2;
   }
+  auto [model, window] = *checked;
   auto store = earnd::store::Store::open(
       {.data_dir = a.data_dir, .mode = earnd::store::OpenMode::kReadOnly});
   auto secret = store->get_meta("s/" + std::string(earnd::ingest::kVisitorSecretName));
@@ -415,7 +426,7 @@ int attribute(const AttributeArgs& a) {
     return x.visitor_hash < y.visitor_hash;
   });
   auto partials = attribute_all(*store, conversions,
-                                {.window_ms = *window, .model = *model, .program = a.program});
+                                {.window_ms = window, .model = model, .program = a.program});
 
   // Merge by external id (several internal referrers may share one across programs).
   std::map<std::string, Tally, ExternalIdLess> rows;
@@ -628,13 +639,11 @@ bool wait_cluster_settled(const std::vector<std::string>& nodes,
 // workers) is asked again, for up to 15 s, then the query fails: never a silent partial answer.
 int attribute_remote(const AttributeArgs& a, const std::string& key) {
   auto start = std::chrono::steady_clock::now();
-  auto model = earnd::attribution::parse_model(a.model);
-  auto window = parse_duration_ms(a.window);
-  if (!model || !window) {
-    std::cerr << "earnctl: --model must be last_click or first_click and --window like 30d, "
-                 "12h, 90m or milliseconds\n";
+  auto checked = model_and_window(a);
+  if (!checked) {
     return 2;
   }
+  auto [model, window] = *checked;
   if (key.empty()) {
     std::cerr << "earnctl: set EARND_ADMIN_KEY (or --admin-key) to query a cluster\n";
     return 2;
@@ -645,7 +654,7 @@ int attribute_remote(const AttributeArgs& a, const std::string& key) {
     return 1;
   }
   std::string target = "/v1/cluster/attribute?model=" + a.model +
-                       "&window_ms=" + std::to_string(*window) +
+                       "&window_ms=" + std::to_string(window) +
                        (a.program.empty() ? "" : "&program=" + query_escape(a.program));
   CsvParts parts(a.conversions, "conv_id,ts_ms,visitor_id,amount_cents,kind", kPartBytes);
   std::map<std::string, Tally, ExternalIdLess> rows;
