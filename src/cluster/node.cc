@@ -453,6 +453,22 @@ struct Node::Impl {
     return 0;
   }
 
+  // Waits for the acknowledgements of every asynchronous publish on ctx (at most the ack wait
+  // and a margin). False when some did not come: those are dropped from the library's pending
+  // list (their messages are sent again by the caller's retry, and a late acknowledgement is
+  // then ignored).
+  bool await_acks(jsCtx* ctx) {
+    jsPubOptions co;
+    jsPubOptions_Init(&co);
+    co.MaxWait = opt.ack_wait_ms + 500;
+    if (js_PublishAsyncComplete(ctx, &co) == NATS_OK)
+      return true;
+    natsMsgList pending{};
+    if (js_PublishAsyncGetPendingList(&pending, ctx) == NATS_OK)
+      natsMsgList_Destroy(&pending);
+    return false;
+  }
+
   // ---- forwarder ----------------------------------------------------------------------------
 
   void run_forwarder() {
@@ -507,17 +523,8 @@ struct Node::Impl {
           break;
         }
       }
-      jsPubOptions co;
-      jsPubOptions_Init(&co);
-      co.MaxWait = opt.ack_wait_ms + 500;
-      natsStatus s = js_PublishAsyncComplete(js, &co);
-      if (s != NATS_OK) {
-        natsMsgList pending{};
-        if (js_PublishAsyncGetPendingList(&pending, js) == NATS_OK) {
-          natsMsgList_Destroy(&pending);
-        }
+      if (!await_acks(js))
         ok = false;
-      }
       if (publish_failures.load() != 0)
         ok = false;
       if (!ok) {
@@ -1051,15 +1058,8 @@ struct Node::Impl {
           break;
         }
       }
-      jsPubOptions co;
-      jsPubOptions_Init(&co);
-      co.MaxWait = opt.ack_wait_ms + 500;
-      if (js_PublishAsyncComplete(meta_js, &co) != NATS_OK) {
-        natsMsgList pending{};
-        if (js_PublishAsyncGetPendingList(&pending, meta_js) == NATS_OK)
-          natsMsgList_Destroy(&pending);
+      if (!await_acks(meta_js))
         ok = false;
-      }
       if (!ok || meta_publish_failures.load() != 0)
         break;  // this round and the rest go back to the queue
       todo.erase(todo.begin(), end);
