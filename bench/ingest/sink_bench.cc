@@ -3,13 +3,14 @@
 // nothing, directly and behind the wrapper, so that only the wrapper's lock and atomic store are
 // measured, not RocksDB (whose batch write is measured in bench/store).
 
+#include "earnd/ingest/sink.h"
+
 #include <span>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include "earnd/common/click.h"
-#include "earnd/ingest/sink.h"
 
 namespace {
 
@@ -21,15 +22,16 @@ class NullSink final : public ingest::ClickSink {
     benchmark::DoNotOptimize(clicks.data());
     return {};
   }
+
   ErrorCode sync() override { return {}; }
+
   std::size_t last_write_bytes() const noexcept override { return 64; }
 };
 
 void BM_SinkCall(benchmark::State& state) {
   NullSink plain;
   ingest::SerializedSink locked(plain);
-  ingest::ClickSink& sink =
-      state.range(0) != 0 ? static_cast<ingest::ClickSink&>(locked) : plain;
+  ingest::ClickSink& sink = state.range(0) != 0 ? static_cast<ingest::ClickSink&>(locked) : plain;
   std::vector<ClickRecord> batch(64);
   for (auto _ : state) {
     benchmark::DoNotOptimize(sink.write(batch, false));
