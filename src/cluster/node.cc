@@ -764,17 +764,20 @@ struct Node::Impl {
     return true;
   }
 
-  std::optional<std::uint64_t> stream_last_seq() {
+  // A stream's last sequence (one JetStream API call); nullopt when it cannot be asked.
+  std::optional<std::uint64_t> last_seq_of(const char* stream) {
     if (!ready.load())
       return std::nullopt;
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetStreamInfo(&si, js, kClickStream, nullptr, &jerr) != NATS_OK)
+    if (js_GetStreamInfo(&si, js, stream, nullptr, &jerr) != NATS_OK)
       return std::nullopt;
     std::uint64_t last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
     return last;
   }
+
+  std::optional<std::uint64_t> stream_last_seq() { return last_seq_of(kClickStream); }
 
   // ---- leases -------------------------------------------------------------------------------
 
@@ -1073,16 +1076,8 @@ struct Node::Impl {
 
   // The meta bucket's last sequence (0 when it cannot be asked).
   std::uint64_t meta_last_seq() {
-    if (!ready.load())
-      return 0;
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    std::string stream = std::string("KV_") + kMetaBucket;
-    if (js_GetStreamInfo(&si, js, stream.c_str(), nullptr, &jerr) != NATS_OK)
-      return 0;
-    std::uint64_t last = si->State.LastSeq;
-    jsStreamInfo_Destroy(si);
-    return last;
+    static const std::string stream = std::string("KV_") + kMetaBucket;
+    return last_seq_of(stream.c_str()).value_or(0);
   }
 
   void run_meta() {

@@ -162,7 +162,6 @@ Reply cluster_attribute(Services& s, const Request& req, const boost::urls::url_
   std::uint64_t applied = s.cluster_applied_seq();
   KeyedHasher hasher(s.visitor_secret);
   const std::uint32_t shards = s.config.clicks.shard_count;
-  auto external = links::external_ids(s.store);
 
   struct Sum {
     std::uint64_t conversions = 0;
@@ -194,8 +193,8 @@ Reply cluster_attribute(Services& s, const Request& req, const boost::urls::url_
       }
       Sum* t = &unattributed;
       if (*winner) {
-        auto ext = external.find((*winner)->referrer_id);
-        t = &by_referrer[ext != external.end() ? ext->second : (*winner)->referrer_id];
+        const std::string& id = (*winner)->referrer_id;
+        t = &by_referrer[s.catalog.referrer_external_id(id).value_or(id)];
       }
       t->conversions += 1;
       t->revenue += r.kind == "sale" ? r.amount_cents : 0;

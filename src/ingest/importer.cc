@@ -287,28 +287,39 @@ class CountingSink final : public ClickSink {
   ClickSink& inner_;
 };
 
-// Pass 1: checks every row and creates the link codes the catalog does not know, in one batch.
-template <class Reader>
-void create_missing_links(Reader in,
-                          links::Catalog& catalog,
-                          const std::string& program,
-                          ClickImportStats& stats) {
+// Pass 1: checks every row and lists the link codes the catalog does not know (each once, with
+// the referrer of its first row). on_known(row, link, reader) is called for each row whose code
+// the catalog has, and may refuse it through reader.fail().
+template <class Reader, class OnKnown>
+std::vector<links::LinkSpec> missing_links(Reader& in,
+                                           const links::Snapshot& snapshot,
+                                           const OnKnown& on_known) {
   expect_header(in, kClicksHeader);
-  auto snapshot = catalog.snapshot();
   boost::unordered_flat_set<std::string> seen;
   std::vector<links::LinkSpec> missing;
   std::string key;
   std::string_view line;
   while (in.next(line)) {
     ClickRow r = parse_click_row(in, line);
+    if (const links::LinkView* link = snapshot.find(r.code)) {
+      on_known(r, *link, in);
+      continue;
+    }
     key.assign(r.code);
     std::transform(key.begin(), key.end(), key.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (!seen.insert(key).second || snapshot->find(key) != nullptr) {
-      continue;
+    if (seen.insert(key).second) {
+      missing.push_back({std::string(r.code), std::string(r.referrer)});
     }
-    missing.push_back({std::string(r.code), std::string(r.referrer)});
   }
+  return missing;
+}
+
+// Creates the listed links (and their referrers) in one catalog batch.
+void create_links(links::Catalog& catalog,
+                  const std::string& program,
+                  const std::vector<links::LinkSpec>& missing,
+                  ClickImportStats& stats) {
   if (missing.empty()) {
     return;
   }
@@ -413,7 +424,11 @@ ClickImportStats import_clicks(store::Store& store,
   links::Catalog catalog(store, "");
   KeyedHasher hasher(store.load_or_create_secret(kVisitorSecretName));
   stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
-  create_missing_links(LineReader(path), catalog, options.program, stats);
+  {
+    LineReader in(path);
+    create_links(catalog, options.program, missing_links(in, *catalog.snapshot(), [](auto&&...) {}),
+                 stats);
+  }
 
   // The server's writer, with the WAL off: the flush below makes the import durable.
   metrics::Metrics metrics;
@@ -474,30 +489,22 @@ ClickImportStats import_clicks_text(std::string_view text,
   // Every row first: a malformed text creates nothing, not even the program. A code that
   // exists already must be this program's and its referrer's (a server's links are in use: an
   // import never moves a click to another program or referrer without saying so).
-  {
-    TextLines in(name, text);
-    expect_header(in, kClicksHeader);
-    auto snapshot = catalog.snapshot();
-    std::string_view line;
-    while (in.next(line)) {
-      ClickRow r = parse_click_row(in, line);
-      const links::LinkView* link = snapshot->find(r.code);
-      if (link == nullptr) {
-        continue;
-      }
-      if (link->program->id != options.program) {
-        in.fail("link_code " + std::string(r.code) + " belongs to program " + link->program->id +
-                ", not " + options.program);
-      }
-      auto owner = catalog.referrer_external_id(link->referrer_id);
-      if (owner && *owner != r.referrer) {
-        in.fail("link_code " + std::string(r.code) + " belongs to referrer " + *owner + ", not " +
-                std::string(r.referrer));
-      }
-    }
-  }
+  TextLines check(name, text);
+  auto missing =
+      missing_links(check, *catalog.snapshot(),
+                    [&](const ClickRow& r, const links::LinkView& link, const TextLines& in) {
+                      if (link.program->id != options.program) {
+                        in.fail("link_code " + std::string(r.code) + " belongs to program " +
+                                link.program->id + ", not " + options.program);
+                      }
+                      auto owner = catalog.referrer_external_id(link.referrer_id);
+                      if (owner && *owner != r.referrer) {
+                        in.fail("link_code " + std::string(r.code) + " belongs to referrer " +
+                                *owner + ", not " + std::string(r.referrer));
+                      }
+                    });
   stats.programs_created = ensure_program(catalog, options.program) ? 1 : 0;
-  create_missing_links(TextLines(name, text), catalog, options.program, stats);
+  create_links(catalog, options.program, missing, stats);
   metrics::Metrics metrics;
   CountingSink counting(sink);
   // Imported ids are derived from the row (time, visitor, CSV click id), so a row imported
