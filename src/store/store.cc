@@ -89,6 +89,28 @@ class CounterAddOperator final : public rocksdb::AssociativeMergeOperator {
   }
 };
 
+// The visitor index's entries (format 3) are keyed by visitor and time only, so two clicks of
+// one visitor in the same millisecond share a key: each click adds its reason byte and
+// dictionary number as an operand, and the operands are concatenated.
+class AppendOperator final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice&,
+             const rocksdb::Slice* existing,
+             const rocksdb::Slice& value,
+             std::string* new_value,
+             rocksdb::Logger*) const override {
+    new_value->clear();
+    if (existing != nullptr) {
+      new_value->reserve(existing->size() + value.size());
+      new_value->append(existing->data(), existing->size());
+    }
+    new_value->append(value.data(), value.size());
+    return true;
+  }
+
+  const char* Name() const override { return "earnd.VisitorAppend"; }
+};
+
 std::string counter_key(std::string_view code, std::uint32_t bucket) {
   std::string k(code);
   k.push_back('\0');
@@ -263,16 +285,18 @@ void ClickBatch::add(const ClickRecord& c) {
   i.value.clear();
   i.value.push_back(static_cast<char>(c.reason));
   if (c.ts_ms == c.id.ts_ms()) {
-    // Format 2: the id's time bytes equal ts_ms, so only the rest of the id follows.
-    i.key.append(c.id.key().substr(6));
+    // Format 3: the key holds no part of the id (its random bytes were a third of the bytes a
+    // click took on disk); the id is found again in the clicks family, whose keys begin with
+    // the same time, when a caller needs it.
     detail::put_varint(number, i.value);
+    i.wb.Merge(i.visitor, i.key, i.value).PermitUncheckedError();
   } else {
     i.key.append(c.id.key());
     put_short(c.program, i.value);
     put_short(c.referrer_id, i.value);
     put_short(c.code, i.value);
+    i.wb.Put(i.visitor, i.key, i.value).PermitUncheckedError();
   }
-  i.wb.Put(i.visitor, i.key, i.value).PermitUncheckedError();
 
   auto& add = i.pending_counters[counter_key(c.code, bucket_of(c.ts_ms))];
   add[0] += 1;
@@ -301,10 +325,15 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   const TableShape per_click{.block_size = 16 * 1024};
   families.emplace_back(kMeta, family_options(cache, plain, rocksdb::kNoCompression));
   auto clicks = family_options(cache, per_click, rocksdb::kLZ4Compression);
+  // Point reads by id are conversions naming a click, which nearly always exists: no bloom
+  // filter on the bottommost level, where most clicks live (1.1 of the ~40 bytes a click took;
+  // docs/storage.md). A read of an id that does not exist costs one block read there instead.
+  clicks.optimize_filters_for_hits = true;
   auto visitor =
       family_options(cache, {.whole_key_filtering = false, .block_size = per_click.block_size},
                      rocksdb::kLZ4Compression);
   visitor.prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(8));
+  visitor.merge_operator = std::make_shared<AppendOperator>();
   auto counters = family_options(cache, plain, rocksdb::kLZ4Compression);
   counters.merge_operator = std::make_shared<CounterAddOperator>();
   if (options.bulk_memtables) {
@@ -576,10 +605,13 @@ ErrorCode Store::scan_visitor(std::uint64_t visitor_hash,
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->visitor));
   for (it->Seek(start); it->Valid() && it->key().starts_with(prefix); it->Next()) {
     auto key = it->key();
-    // Format 1 keys end in the whole click id (and their values carry the text); format 2 keys
-    // end in the id after its 6 time bytes, which equal ts_ms (values carry a dictionary number).
+    // Format 3 keys are visitor and time only, and their values list one (reason, dictionary
+    // number) per click at that time. Format 2 keys end in the id after its 6 time bytes, which
+    // equal ts_ms; format 1 keys end in the whole id (and their values carry the text).
+    bool format3 = key.size() == 16;
     bool format2 = key.size() == 16 + kClickIdBytes - 6;
-    if (key.size() != 16 + kClickIdBytes && !format2) {
+    bool format1 = key.size() == 16 + kClickIdBytes;
+    if (!format3 && !format2 && !format1) {
       continue;
     }
     VisitorClick vc;
@@ -590,29 +622,67 @@ ErrorCode Store::scan_visitor(std::uint64_t visitor_hash,
     if (format2) {
       std::memcpy(vc.id.bytes.data(), key.data() + 10, 6);  // the low 6 bytes of ts_ms
       std::memcpy(vc.id.bytes.data() + 6, key.data() + 16, kClickIdBytes - 6);
-    } else {
+    } else if (format1) {
       std::memcpy(vc.id.bytes.data(), key.data() + 16, kClickIdBytes);
     }
+    vc.has_id = !format3;
     std::string_view v = it->value().ToStringView();
-    if (v.empty() || static_cast<unsigned char>(v[0]) >= kReasonCount) {
-      continue;
-    }
-    vc.reason = static_cast<ClickReason>(v[0]);
-    v.remove_prefix(1);
-    if (format2) {
-      std::uint32_t number = 0;
-      const detail::LinkDictionary::Entry* e = nullptr;
-      if (!detail::get_varint(v, number) || (e = impl_->dict.find(number)) == nullptr) {
-        continue;
+    bool more = true;
+    while (more && !v.empty()) {
+      if (static_cast<unsigned char>(v[0]) >= kReasonCount) {
+        break;
       }
-      vc.program = e->program;
-      vc.referrer_id = e->referrer_id;
-      vc.code = e->code;
-    } else if (!get_short(v, vc.program) || !get_short(v, vc.referrer_id) ||
-               !get_short(v, vc.code)) {
+      vc.reason = static_cast<ClickReason>(v[0]);
+      v.remove_prefix(1);
+      if (format1) {
+        if (!get_short(v, vc.program) || !get_short(v, vc.referrer_id) || !get_short(v, vc.code)) {
+          break;
+        }
+        v = {};
+      } else {
+        std::uint32_t number = 0;
+        const detail::LinkDictionary::Entry* e = nullptr;
+        if (!detail::get_varint(v, number) || (e = impl_->dict.find(number)) == nullptr) {
+          break;
+        }
+        vc.program = e->program;
+        vc.referrer_id = e->referrer_id;
+        vc.code = e->code;
+        if (format2) {
+          v = {};
+        }
+      }
+      more = fn(vc);
+    }
+    if (!more) {
+      break;
+    }
+  }
+  return to_error(it->status());
+}
+
+ErrorCode Store::clicks_at(std::uint64_t visitor_hash,
+                           std::uint64_t ts_ms,
+                           const std::function<bool(const ClickRecord&)>& fn) const {
+  // Click ids begin with their 6-byte time: the clicks of one millisecond are one key range.
+  std::string prefix;
+  put_be(ts_ms, 6, prefix);
+  rocksdb::ReadOptions ro;
+  std::string upper;
+  put_be(ts_ms + 1, 6, upper);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->clicks));
+  for (it->Seek(prefix); it->Valid(); it->Next()) {
+    auto id = ClickId::from_key(it->key().ToStringView());
+    if (!id) {
       continue;
     }
-    if (!fn(vc)) {
+    auto c = detail::decode_stored_click(*id, it->value().ToStringView(), impl_->dict);
+    if (!c || c->visitor_hash != visitor_hash || c->ts_ms != ts_ms) {
+      continue;
+    }
+    if (!fn(*c)) {
       break;
     }
   }

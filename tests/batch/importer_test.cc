@@ -68,7 +68,8 @@ class ImporterTest : public ::testing::Test {
   // The external id of the referrer credited for visitor's conversion at at_ms, or nullopt.
   std::optional<std::string> winner(attribution::Model model,
                                     std::string_view visitor,
-                                    std::uint64_t at_ms) {
+                                    std::uint64_t at_ms,
+                                    bool need_id = true) {
     auto secret = store_->get_meta("s/visitor_secret");
     EXPECT_TRUE(secret && *secret);
     KeyedHasher hasher(**secret);
@@ -76,7 +77,8 @@ class ImporterTest : public ::testing::Test {
                                           .at_ms = at_ms,
                                           .window_ms = kWindowMs,
                                           .model = model,
-                                          .program = ""});
+                                          .program = "",
+                                          .need_id = need_id});
     EXPECT_TRUE(m.has_value());
     if (!m || !*m) {
       return std::nullopt;
@@ -146,8 +148,22 @@ TEST_F(ImporterTest, TiesInOneMillisecondBreakByTheCsvClickId) {
   std::string csv = row(0x0b, kConvMs - 1000, "rcode0b", "11", "5") +
                     row(0x0a, kConvMs - 1000, "rcode0a", "10", "5");
   (void)import_clicks(*store_, write_csv("clicks.csv", csv));
-  EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs), "11");
-  EXPECT_EQ(winner(attribution::Model::kFirstClick, "5", kConvMs), "10");
+  for (bool need_id : {true, false}) {  // batch queries (need_id false) break the tie alike
+    EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs, need_id), "11");
+    EXPECT_EQ(winner(attribution::Model::kFirstClick, "5", kConvMs, need_id), "10");
+  }
+}
+
+TEST_F(ImporterTest, AHumanClickWinsOverABotInTheSameMillisecond) {
+  // One visitor-index key holds both clicks; the bot listed last must not hide the human.
+  std::string csv = row(0x0c, kConvMs - 1000, "rhum0c", "12", "6") +
+                    row(0x0d, kConvMs - 1000, "rbot0d", "13", "6", true) +
+                    row(0x0e, kConvMs - 5000, "rold0e", "14", "6");
+  (void)import_clicks(*store_, write_csv("clicks.csv", csv));
+  for (bool need_id : {true, false}) {
+    EXPECT_EQ(winner(attribution::Model::kLastClick, "6", kConvMs, need_id), "12");
+    EXPECT_EQ(winner(attribution::Model::kFirstClick, "6", kConvMs, need_id), "14");
+  }
 }
 
 TEST_F(ImporterTest, BotsNeverWin) {

@@ -1,10 +1,12 @@
 #include "earnd/store/store.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,6 +66,17 @@ class StoreTest : public ::testing::Test {
   }
 
   void write(const std::vector<ClickRecord>& clicks) { write(clicks, *store_); }
+
+  // The id of the one click of visitor at ts_ms, read back from the clicks family.
+  ClickId id_at(std::uint64_t visitor, std::uint64_t ts_ms) const {
+    std::vector<ClickId> ids;
+    EXPECT_FALSE(store_->clicks_at(visitor, ts_ms, [&](const ClickRecord& r) {
+      ids.push_back(r.id);
+      return true;
+    }));
+    EXPECT_EQ(ids.size(), 1u);
+    return ids.empty() ? ClickId{} : ids.front();
+  }
 
   static std::vector<std::uint64_t> scanned_times(const Store& store,
                                                   std::uint64_t from_ms,
@@ -361,7 +374,8 @@ TEST_F(StoreTest, ClicksReadBackTheirProgramReferrerAndCodeThroughTheDictionary)
   }
   std::size_t n = 0;
   ASSERT_FALSE(store_->scan_visitor(42, 0, UINT64_MAX, [&](const VisitorClick& vc) {
-    EXPECT_EQ(vc.id, clicks[n].id);
+    EXPECT_FALSE(vc.has_id);  // format 3: the id is in the clicks family only
+    EXPECT_EQ(id_at(42, vc.ts_ms), clicks[n].id);
     EXPECT_EQ(vc.ts_ms, clicks[n].ts_ms);
     EXPECT_EQ(vc.reason, clicks[n].reason);
     EXPECT_EQ(vc.program, clicks[n].program);
@@ -418,13 +432,64 @@ TEST_F(StoreTest, ClickWithItsOwnTimeKeepsItAndScansInTimeOrder) {
   std::vector<ClickId> ids;
   ASSERT_FALSE(store_->scan_visitor(7, 0, UINT64_MAX, [&](const VisitorClick& vc) {
     times.push_back(vc.ts_ms);
-    ids.push_back(vc.id);
+    // Only the click with its own time is indexed with its id (its id's time is not ts_ms).
+    EXPECT_EQ(vc.has_id, vc.ts_ms == kDayStartMs + 500);
+    ids.push_back(vc.has_id ? vc.id : id_at(7, vc.ts_ms));
     EXPECT_EQ(vc.code, "summer24");
     return true;
   }));
   EXPECT_EQ(times,
             (std::vector<std::uint64_t>{kDayStartMs + 100, kDayStartMs + 500, kDayStartMs + 900}));
   EXPECT_EQ(ids, (std::vector<ClickId>{before.id, own.id, after.id}));
+}
+
+// Two clicks of one visitor in one millisecond share a visitor-index key (format 3): both stay,
+// whether written in one batch or two, through a reopen and a full compaction, and the clicks
+// family gives their ids back in id order.
+TEST_F(StoreTest, ClicksOfOneVisitorInOneMillisecondAllStayInTheVisitorIndex) {
+  ClickRecord a = click(kDayStartMs + 7, "linka1");
+  ClickRecord b = click(kDayStartMs + 7, "linkb2");
+  ClickRecord c = click(kDayStartMs + 7, "linkc3");
+  ClickRecord other = click(kDayStartMs + 7, "linka1");  // another visitor, same millisecond
+  for (ClickRecord* r : {&a, &b, &c}) {
+    r->visitor_hash = 99;
+  }
+  b.reason = ClickReason::kBotUa;
+  other.visitor_hash = 98;
+  write({a, b});
+  write({c, other});
+  auto listed = [&] {
+    std::multiset<std::pair<std::string, ClickReason>> got;
+    EXPECT_FALSE(store_->scan_visitor(99, 0, UINT64_MAX, [&](const VisitorClick& vc) {
+      EXPECT_EQ(vc.ts_ms, kDayStartMs + 7);
+      got.emplace(std::string(vc.code), vc.reason);
+      return true;
+    }));
+    return got;
+  };
+  const std::multiset<std::pair<std::string, ClickReason>> want{{"linka1", ClickReason::kHuman},
+                                                                {"linkb2", ClickReason::kBotUa},
+                                                                {"linkc3", ClickReason::kHuman}};
+  EXPECT_EQ(listed(), want);
+  store_.reset();
+  store_ = open(OpenMode::kReadWrite);
+  ASSERT_FALSE(store_->compact_all());
+  EXPECT_EQ(listed(), want);
+
+  std::vector<ClickId> ids;
+  ASSERT_FALSE(store_->clicks_at(99, kDayStartMs + 7, [&](const ClickRecord& r) {
+    ids.push_back(r.id);
+    return true;
+  }));
+  std::vector<ClickId> sorted{a.id, b.id, c.id};
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(ids, sorted);
+  std::size_t none = 0;
+  ASSERT_FALSE(store_->clicks_at(99, kDayStartMs + 8, [&](const ClickRecord&) {
+    ++none;
+    return true;
+  }));
+  EXPECT_EQ(none, 0u);
 }
 
 // Records written in format 1 (before the dictionary) still read back; format 2 records need

@@ -270,6 +270,7 @@ void attribute_range(const earnd::store::Store& store,
                      std::span<const Conversion> conversions,
                      earnd::attribution::MatchQuery query,
                      Partial& out) {
+  query.need_id = false;  // the tallies need the winning referrer, not the click
   for (const Conversion& c : conversions) {
     query.visitor_hash = c.visitor_hash;
     query.at_ms = c.ts_ms;

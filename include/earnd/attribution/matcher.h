@@ -40,17 +40,23 @@ struct MatchQuery {
   std::uint64_t at_ms = 0;      // the conversion's time
   std::uint64_t window_ms = 0;  // 30 days = 2,592,000,000
   Model model = Model::kLastClick;
-  std::string_view program;     // only this program's clicks; "" for any
+  std::string_view program;  // only this program's clicks; "" for any
+  // False when the caller needs only the winning link (batch queries): the winner's id is then
+  // left zero when the visitor index alone decides, which saves reading the click back.
+  bool need_id = true;
 };
 
 // True when a is preferred over b under the model: later (last_click) or earlier (first_click)
 // by (ts_ms, click id bytes).
-bool better(Model m, std::uint64_t a_ts, const ClickId& a_id, std::uint64_t b_ts,
+bool better(Model m,
+            std::uint64_t a_ts,
+            const ClickId& a_id,
+            std::uint64_t b_ts,
             const ClickId& b_id) noexcept;
 
 // The winning human click, or nullopt. When candidates is not null, every click of the visitor
-// in the window (human or not) is appended to it, for explanations. Reads the visitor index
-// only; thread-safe (the store is).
+// in the window (human or not) is appended to it in (time, id) order, for explanations. Reads
+// the visitor index, and the clicks family for the ids it needs; thread-safe (the store is).
 [[nodiscard]] Result<std::optional<Candidate>> match(const store::Store& store,
                                                      const MatchQuery& q,
                                                      std::vector<Candidate>* candidates = nullptr);

@@ -60,7 +60,8 @@ inline std::uint32_t bucket_of(std::uint64_t ts_ms) noexcept {
 // One entry of the visitor index: a click of a visitor, with what matching needs.
 struct VisitorClick {
   std::uint64_t ts_ms = 0;
-  ClickId id;
+  ClickId id;          // meaningful only when has_id
+  bool has_id = true;  // false for index entries without the id: Store::clicks_at finds it
   ClickReason reason = ClickReason::kHuman;
   std::string_view program;      // valid during the callback only
   std::string_view referrer_id;  // valid during the callback only
@@ -144,12 +145,19 @@ class Store {
       std::uint32_t to_bucket,
       const std::function<void(std::uint32_t, const LinkDayCounts&)>& fn) const;
 
-  // The clicks of a visitor with from_ms <= ts_ms <= to_ms (both inclusive), oldest first (ties
-  // in click id order), until fn returns false. Reads only the visitor index.
+  // The clicks of a visitor with from_ms <= ts_ms <= to_ms (both inclusive), oldest first,
+  // until fn returns false. Reads only the visitor index, whose entries since format 3 do not
+  // hold the click id (has_id false; several clicks of one millisecond come one after another,
+  // in no defined order); entries written before carry it and come in id order within a time.
   [[nodiscard]] ErrorCode scan_visitor(std::uint64_t visitor_hash,
                                        std::uint64_t from_ms,
                                        std::uint64_t to_ms,
                                        const std::function<bool(const VisitorClick&)>& fn) const;
+  // The stored clicks of a visitor at exactly ts_ms, in id order, until fn returns false: how
+  // an id-less visitor entry is resolved (one seek into the clicks family).
+  [[nodiscard]] ErrorCode clicks_at(std::uint64_t visitor_hash,
+                                    std::uint64_t ts_ms,
+                                    const std::function<bool(const ClickRecord&)>& fn) const;
 
   // The "docs" family: conversions, customer bindings and other documents keyed by the
   // caller. write_docs applies puts atomically (synced when sync). Thread-safe.
