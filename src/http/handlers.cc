@@ -119,6 +119,7 @@ Reply import_clicks(Services& s, const Request& req, const boost::urls::url_view
   o.velocity_limit = s.config.clicks.velocity_limit;
   o.velocity_window_ms = s.config.clicks.velocity_window_s * 1000;
   o.dedupe_capacity = 65'536;  // unique flags within this part (the file is sent in parts)
+  o.shard_count = s.config.clicks.shard_count;
   try {
     KeyedHasher hasher(s.visitor_secret);
     auto st = ingest::import_clicks_text(req.body(), "body", s.catalog, hasher, *s.import_sink,

@@ -365,6 +365,7 @@ void write_clicks(Reader in,
                   const KeyedHasher& hasher,
                   Pipeline& pipeline,
                   ClickImportStats& stats,
+                  std::uint32_t shard_count,
                   const std::function<bool(const ClickRecord&)>& keep = {}) {
   expect_header(in, kClicksHeader);
   PendingClick p;
@@ -378,7 +379,7 @@ void write_clicks(Reader in,
     ClickRecord& c = p.record;
     c.ts_ms = r.ts_ms;
     c.visitor_hash = import_visitor_hash(hasher, r.visitor);
-    c.id = import_click_id(r.ts_ms, c.visitor_hash, r.source_id);
+    c.id = import_click_id(r.ts_ms, c.visitor_hash, r.source_id, shard_count);
     c.program = link->program->id;
     c.referrer_id = link->referrer_id;
     c.code = link->code;
@@ -403,12 +404,13 @@ std::uint64_t import_visitor_hash(const KeyedHasher& hasher, std::string_view vi
 
 ClickId import_click_id(std::uint64_t ts_ms,
                         std::uint64_t visitor_hash,
-                        std::uint64_t source_id) noexcept {
+                        std::uint64_t source_id,
+                        std::uint32_t shard_count) noexcept {
   ClickId id;
   for (int i = 0; i < 6; ++i) {
     id.bytes[i] = static_cast<std::uint8_t>(ts_ms >> (8 * (5 - i)));
   }
-  id.bytes[6] = static_cast<std::uint8_t>(visitor_hash % kDefaultShardCount);
+  id.bytes[6] = static_cast<std::uint8_t>(visitor_hash % std::max<std::uint32_t>(shard_count, 1));
   id.bytes[7] = 0;
   for (int i = 0; i < 8; ++i) {
     id.bytes[8 + i] = static_cast<std::uint8_t>(source_id >> (8 * (7 - i)));
@@ -440,7 +442,8 @@ ClickImportStats import_clicks(store::Store& store,
     pipeline.set_waker(0, [] {});
     pipeline.start();
     try {
-      write_clicks(LineReader(path), *catalog.snapshot(), hasher, pipeline, stats);
+      write_clicks(LineReader(path), *catalog.snapshot(), hasher, pipeline, stats,
+                   options.shard_count);
     } catch (...) {
       pipeline.stop();
       store.set_bulk_load(false);
@@ -523,7 +526,8 @@ ClickImportStats import_clicks_text(std::string_view text,
     pipeline.set_waker(0, [] {});
     pipeline.start();
     try {
-      write_clicks(TextLines(name, text), *catalog.snapshot(), hasher, pipeline, stats, keep);
+      write_clicks(TextLines(name, text), *catalog.snapshot(), hasher, pipeline, stats,
+                   options.shard_count, keep);
     } catch (...) {
       pipeline.stop();
       throw;

@@ -125,7 +125,7 @@ void put_short(std::string_view s, std::string& out) {
 }
 
 bool get_short(std::string_view& in, std::string_view& out) {
-  if (in.empty() || in.size() < 1 + static_cast<unsigned char>(in[0])) {
+  if (in.empty() || in.size() < 1u + static_cast<unsigned char>(in[0])) {
     return false;
   }
   std::size_t n = static_cast<unsigned char>(in[0]);

@@ -121,6 +121,9 @@ TEST(ImportClickIdTest, KeepsTimeShardAndSourceIdInOrder) {
   EXPECT_EQ(*parsed, id);
   EXPECT_LT(import_click_id(kConvMs, 130, 0x0a), import_click_id(kConvMs, 130, 0x0b));
   EXPECT_LT(import_click_id(kConvMs, 130, 0xff), import_click_id(kConvMs + 1, 130, 0));
+  // The shard follows the configured clicks.shard_count, as on the redirect path.
+  EXPECT_EQ(import_click_id(kConvMs, 130, 7, 16).shard(), 130 % 16);
+  EXPECT_EQ(import_click_id(kConvMs, 130, 7, 1).shard(), 0);
 }
 
 TEST_F(ImporterTest, StoresRowsWithTheWritersClassification) {

@@ -48,6 +48,9 @@ struct ImportOptions {
   std::uint32_t velocity_limit = 0;
   std::uint32_t velocity_window_ms = 60'000;
   std::uint32_t dedupe_capacity = 1'000'000;
+  // As clicks.shard_count: an imported click's shard byte is its visitor hash modulo this, as
+  // the redirect path makes it, so a cluster routes it to the worker holding that shard.
+  std::uint32_t shard_count = kDefaultShardCount;
 };
 
 struct ClickImportStats {
@@ -85,13 +88,14 @@ struct ConversionRow {
 // `earnctl attribute` both use this, so conversions find the clicks of their visitor. Thread-safe.
 std::uint64_t import_visitor_hash(const KeyedHasher& hasher, std::string_view visitor_id) noexcept;
 
-// The click id of an imported click: ts_ms in the top 48 bits, shard visitor_hash % 64, a zero
-// byte, then the CSV's 64-bit click id big-endian. So the clicks of one visitor in one
+// The click id of an imported click: ts_ms in the top 48 bits, shard visitor_hash % shard_count,
+// a zero byte, then the CSV's 64-bit click id big-endian. So the clicks of one visitor in one
 // millisecond sort in the CSV's click id order, and the id is deterministic: re-importing a file
 // writes the same keys. Requires: ts_ms < 2^48.
 ClickId import_click_id(std::uint64_t ts_ms,
                         std::uint64_t visitor_hash,
-                        std::uint64_t source_id) noexcept;
+                        std::uint64_t source_id,
+                        std::uint32_t shard_count = kDefaultShardCount) noexcept;
 
 // Imports a clicks CSV (header click_id,ts_ms,link_code,referrer_id,visitor_id,is_bot; click_id
 // up to 16 hex digits, is_bot 0 or 1). The whole file is checked first, then unknown link codes
