@@ -1,6 +1,7 @@
 #include "earnd/attribution/matcher.h"
 
 #include <algorithm>
+#include <deque>
 
 #include "earnd/store/store.h"
 
@@ -68,14 +69,31 @@ Result<std::optional<Candidate>> match(const store::Store& store,
                                        std::vector<Candidate>* candidates) {
   std::uint64_t from = q.at_ms >= q.window_ms ? q.at_ms - q.window_ms : 0;
   Best best;
-  // The time of the id-less entry last listed into candidates (each time is read back once;
-  // the scan is in time order).
-  std::optional<std::uint64_t> listed;
-  ErrorCode inner;
+
+  // The candidates to list, at most kMaxCandidates at the model's end of the window; an
+  // id-less index entry is listed as its time (id zero, `resolved` false) and read back from
+  // the clicks family once the scan is done, so a visitor with a flood of clicks costs a
+  // bounded number of reads.
+  struct Item {
+    Candidate c;
+    bool resolved = true;
+  };
+
+  std::deque<Item> items;
+  auto keep = [&](Item item) {
+    if (q.model == Model::kFirstClick && items.size() >= kMaxCandidates) {
+      return;
+    }
+    items.push_back(std::move(item));
+    if (items.size() > kMaxCandidates) {
+      items.pop_front();
+    }
+  };
   auto ec = store.scan_visitor(q.visitor_hash, from, q.at_ms, [&](const store::VisitorClick& c) {
-    // Clicks come oldest first: first_click is done once it is past its best time, unless the
-    // caller wants every candidate listed.
-    if (best.found && q.model == Model::kFirstClick && candidates == nullptr && c.ts_ms > best.ts) {
+    // Clicks come oldest first: first_click is done once it is past its best time and has
+    // listed what it lists.
+    if (best.found && q.model == Model::kFirstClick && c.ts_ms > best.ts &&
+        (candidates == nullptr || items.size() >= kMaxCandidates)) {
       return false;
     }
     if (!q.program.empty() && c.program != q.program) {
@@ -83,21 +101,10 @@ Result<std::optional<Candidate>> match(const store::Store& store,
     }
     if (candidates != nullptr) {
       if (c.has_id) {
-        candidates->push_back({c.ts_ms, c.id, c.reason, std::string(c.program),
-                               std::string(c.referrer_id), std::string(c.code)});
-      } else if (listed != c.ts_ms) {
-        // Every click of that millisecond; one an older store also indexed with its id is
-        // listed twice and removed below.
-        listed = c.ts_ms;
-        inner = store.clicks_at(q.visitor_hash, c.ts_ms, [&](const ClickRecord& r) {
-          if (q.program.empty() || r.program == q.program) {
-            candidates->push_back(candidate_of(r));
-          }
-          return true;
-        });
-        if (inner) {
-          return false;
-        }
+        keep({{c.ts_ms, c.id, c.reason, std::string(c.program), std::string(c.referrer_id),
+               std::string(c.code)}});
+      } else if (items.empty() || items.back().resolved || items.back().c.ts_ms != c.ts_ms) {
+        keep({{c.ts_ms, ClickId{}, c.reason, {}, {}, {}}, false});
       }
     }
     if (c.reason != ClickReason::kHuman) {
@@ -135,17 +142,44 @@ Result<std::optional<Candidate>> match(const store::Store& store,
   if (ec) {
     return ec;
   }
-  if (inner) {
-    return inner;
-  }
   if (candidates != nullptr) {
+    std::vector<Candidate> listed;
+    for (auto& item : items) {
+      if (item.resolved) {
+        listed.push_back(std::move(item.c));
+        continue;
+      }
+      // Every click of that millisecond; one an older store also indexed with its id is listed
+      // twice and removed below.
+      ec = store.clicks_at(q.visitor_hash, item.c.ts_ms, [&](const ClickRecord& r) {
+        if (q.program.empty() || r.program == q.program) {
+          listed.push_back(candidate_of(r));
+        }
+        return true;
+      });
+      if (ec) {
+        return ec;
+      }
+    }
     auto same = [](const Candidate& a, const Candidate& b) {
       return a.ts_ms == b.ts_ms && a.id == b.id;
     };
-    std::sort(candidates->begin(), candidates->end(), [](const Candidate& a, const Candidate& b) {
+    std::sort(listed.begin(), listed.end(), [](const Candidate& a, const Candidate& b) {
       return a.ts_ms != b.ts_ms ? a.ts_ms < b.ts_ms : a.id < b.id;
     });
-    candidates->erase(std::unique(candidates->begin(), candidates->end(), same), candidates->end());
+    listed.erase(std::unique(listed.begin(), listed.end(), same), listed.end());
+    // A millisecond read back may hold several clicks: trim to the bound again.
+    if (listed.size() > kMaxCandidates) {
+      auto extra = static_cast<std::ptrdiff_t>(listed.size() - kMaxCandidates);
+      if (q.model == Model::kLastClick) {
+        listed.erase(listed.begin(), listed.begin() + extra);
+      } else {
+        listed.erase(listed.end() - extra, listed.end());
+      }
+    }
+    for (auto& c : listed) {
+      candidates->push_back(std::move(c));
+    }
   }
   if (!best.found) {
     return std::optional<Candidate>();

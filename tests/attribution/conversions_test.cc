@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
+#include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
 #include "earnd/common/click_id.h"
 #include "earnd/common/money.h"
@@ -557,6 +558,45 @@ TEST_F(ConversionServiceTest, AmountAboveTheMaximumIsInvalid) {
   Reply e = send(empty_time);
   ASSERT_EQ(e.status, 400u);
   EXPECT_EQ(error_code(e), "invalid_time");
+}
+
+// A visitor with more clicks in the window than an explanation lists: the matcher lists the
+// kMaxCandidates at the model's end (each read back from the clicks family), and the winner
+// is still the right one and among them.
+TEST_F(ConversionServiceTest, CandidatesOfAFloodingVisitorAreBoundedAtTheModelsEnd) {
+  ASSERT_NO_FATAL_FAILURE(make_program());
+  std::vector<ClickRecord> clicks;
+  for (std::uint64_t i = 0; i < kMaxCandidates + 50; ++i) {
+    ClickRecord c;
+    c.ts_ms = kT0 - kDayMs + i * 1000;
+    c.id = make_click_id(c.ts_ms, 0);
+    c.visitor_hash = kVisitor;
+    c.program = "acme";
+    c.referrer_id = i == 0 ? ana_ : bob_;
+    c.code = i == 0 ? "ana" : "bob";
+    clicks.push_back(c);
+  }
+  write(clicks);
+  for (auto model : {Model::kLastClick, Model::kFirstClick}) {
+    std::vector<Candidate> listed;
+    auto m = match(*store_,
+                   {.visitor_hash = kVisitor,
+                    .at_ms = kT0,
+                    .window_ms = 30 * kDayMs,
+                    .model = model,
+                    .program = "acme"},
+                   &listed);
+    ASSERT_TRUE(m && *m);
+    const ClickRecord& want = model == Model::kLastClick ? clicks.back() : clicks.front();
+    EXPECT_EQ((*m)->id, want.id);
+    EXPECT_EQ((*m)->referrer_id, want.referrer_id);
+    ASSERT_EQ(listed.size(), kMaxCandidates);
+    std::size_t first = model == Model::kLastClick ? clicks.size() - kMaxCandidates : 0;
+    for (std::size_t i = 0; i < listed.size(); ++i) {
+      EXPECT_EQ(listed[i].id, clicks[first + i].id) << i;
+      EXPECT_EQ(listed[i].code, clicks[first + i].code) << i;
+    }
+  }
 }
 
 }  // namespace

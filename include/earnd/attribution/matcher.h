@@ -5,6 +5,7 @@
 // model picks the latest (last_click) or earliest (first_click) by (time, click id). Used by
 // the online conversion API and by `earnctl attribute`, so both answer alike.
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -54,8 +55,14 @@ bool better(Model m,
             std::uint64_t b_ts,
             const ClickId& b_id) noexcept;
 
-// The winning human click, or nullopt. When candidates is not null, every click of the visitor
-// in the window (human or not) is appended to it in (time, id) order, for explanations. Reads
+// At most this many candidates are listed for an explanation: the latest clicks of the window
+// for last_click, the earliest for first_click (a visitor flooding clicks must not make each of
+// its conversions read and store them all).
+inline constexpr std::size_t kMaxCandidates = 100;
+
+// The winning human click, or nullopt. When candidates is not null, the visitor's clicks in the
+// window (human or not; at most kMaxCandidates, at the model's end) are appended to it in
+// (time, id) order, for explanations. Reads
 // the visitor index, and the clicks family for the ids it needs; thread-safe (the store is).
 [[nodiscard]] Result<std::optional<Candidate>> match(const store::Store& store,
                                                      const MatchQuery& q,
