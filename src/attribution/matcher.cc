@@ -144,22 +144,24 @@ Result<std::optional<Candidate>> match(const store::Store& store,
   }
   if (candidates != nullptr) {
     std::vector<Candidate> listed;
+    std::vector<std::uint64_t> times;
     for (auto& item : items) {
       if (item.resolved) {
         listed.push_back(std::move(item.c));
-        continue;
+      } else {
+        times.push_back(item.c.ts_ms);
       }
-      // Every click of that millisecond; one an older store also indexed with its id is listed
-      // twice and removed below.
-      ec = store.clicks_at(q.visitor_hash, item.c.ts_ms, [&](const ClickRecord& r) {
-        if (q.program.empty() || r.program == q.program) {
-          listed.push_back(candidate_of(r));
-        }
-        return true;
-      });
-      if (ec) {
-        return ec;
+    }
+    // Every click of those milliseconds; one an older store also indexed with its id is listed
+    // twice and removed below.
+    ec = store.clicks_at(q.visitor_hash, times, [&](const ClickRecord& r) {
+      if (q.program.empty() || r.program == q.program) {
+        listed.push_back(candidate_of(r));
       }
+      return true;
+    });
+    if (ec) {
+      return ec;
     }
     auto same = [](const Candidate& a, const Candidate& b) {
       return a.ts_ms == b.ts_ms && a.id == b.id;

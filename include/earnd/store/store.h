@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -157,6 +158,10 @@ class Store {
   // an id-less visitor entry is resolved (one seek into the clicks family).
   [[nodiscard]] ErrorCode clicks_at(std::uint64_t visitor_hash,
                                     std::uint64_t ts_ms,
+                                    const std::function<bool(const ClickRecord&)>& fn) const;
+  // The same for several times (ascending), with one iterator.
+  [[nodiscard]] ErrorCode clicks_at(std::uint64_t visitor_hash,
+                                    std::span<const std::uint64_t> times,
                                     const std::function<bool(const ClickRecord&)>& fn) const;
 
   // The "docs" family: conversions, customer bindings and other documents keyed by the
