@@ -394,6 +394,7 @@ void ConversionService::attribute(Batch& b,
   std::string customer = json::value_to<std::string>(doc["customer_id"]);
   json::object explain{{"model", model_name(model)}, {"window_days", program.window_days}};
   json::array candidates;
+  bool candidates_cut = false;
   std::optional<Candidate> winner;
   std::string rule = "none";
 
@@ -416,13 +417,14 @@ void ConversionService::attribute(Batch& b,
     const ClickRecord& c = **click;
     std::uint64_t when = c.ts_ms > at && c.ts_ms - at <= options_.max_future_skew_ms ? c.ts_ms : at;
     std::vector<Candidate> all;
+    bool cut = false;
     auto m = match(store_,
                    {.visitor_hash = c.visitor_hash,
                     .at_ms = when,
                     .window_ms = std::uint64_t{program.window_days} * 86'400'000,
                     .model = model,
                     .program = program.id},
-                   &all);
+                   &all, &cut);
     if (!m) {
       reject("storage", "storage could not be read", 503);
     }
@@ -430,6 +432,7 @@ void ConversionService::attribute(Batch& b,
     for (const auto& cand : all) {
       candidates.push_back(candidate_json(cand, winner && cand.id == winner->id));
     }
+    candidates_cut = cut;
     explain["named_click"] = json::object{{"click_id", click_text},
                                           {"ts", format_rfc3339(c.ts_ms)},
                                           {"reason", reason_name(c.reason)}};
@@ -462,19 +465,21 @@ void ConversionService::attribute(Batch& b,
 
   if (!winner && program.probabilistic_ms > 0 && req.visitor_hash) {
     std::vector<Candidate> all;
+    bool cut = false;
     auto m = match(store_,
                    {.visitor_hash = *req.visitor_hash,
                     .at_ms = at,
                     .window_ms = program.probabilistic_ms,
                     .model = model,
                     .program = program.id},
-                   &all);
+                   &all, &cut);
     if (m && *m) {
       winner = *m;
       rule = "probabilistic";
       for (const auto& cand : all) {
         candidates.push_back(candidate_json(cand, cand.id == winner->id));
       }
+      candidates_cut = cut;
       explain["rule"] = "probabilistic: the same network address and browser clicked within " +
                         std::to_string(program.probabilistic_ms / 3'600'000) +
                         " hours; ranked below every deterministic match";
@@ -482,6 +487,10 @@ void ConversionService::attribute(Batch& b,
   }
 
   explain["candidates"] = std::move(candidates);
+  if (candidates_cut) {
+    // More clicks were in the window than an explanation lists (matcher.h, kMaxCandidates).
+    explain["candidates_cut"] = true;
+  }
   doc["attributed"] = winner.has_value();
   doc["match"] = rule;
   doc["self_referral"] = false;

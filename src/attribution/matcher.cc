@@ -43,32 +43,65 @@ Candidate candidate_of(const ClickRecord& c) {
           std::string(c.code)};
 }
 
-// The eligible clicks at the best time seen so far. The visitor index names a click's time and
-// link; since format 3 it no longer holds the id, which only the tie-break between clicks of
-// the same millisecond and a caller that names the winning click need.
-struct Best {
-  bool found = false;
-  std::uint64_t ts = 0;
-  bool have_known = false;       // an eligible click at ts whose id the index holds
-  Candidate known;               // the best of those
-  bool have_unresolved = false;  // an eligible click at ts without its id
-  bool unresolved_links_differ = false;
-  Candidate unresolved;  // the first of those (ts, reason and link; no id)
+Candidate candidate_of(const store::VisitorClick& c) {
+  return {c.ts_ms,
+          c.id,
+          c.reason,
+          std::string(c.program),
+          std::string(c.referrer_id),
+          std::string(c.code)};
+}
 
-  void restart(std::uint64_t at) {
-    *this = Best{};
-    found = true;
-    ts = at;
-  }
+// One time in the window at which the visitor index names an eligible click (human, of the
+// program). Entries written before format 3 carry the id and are exact. A format 3 entry is a
+// hint: the record is the truth (a click written twice, e.g. a clicks file imported again with
+// a changed row, leaves its old operand beside the new one), so such a time is confirmed by
+// reading its clicks back.
+struct Slot {
+  std::uint64_t ts = 0;
+  bool has_known = false;   // an eligible click at ts whose id the index holds
+  Candidate known;          // the best of those
+  bool unresolved = false;  // an id-less eligible entry at ts
 };
+
+// The best eligible click at the slot's time, as the records say; nullopt when there is none.
+Result<std::optional<Candidate>> confirm(const store::Store& store,
+                                         const MatchQuery& q,
+                                         Slot& slot) {
+  std::optional<Candidate> best;
+  if (slot.has_known) {
+    best = std::move(slot.known);
+  }
+  if (slot.unresolved) {
+    auto ec = store.clicks_at(q.visitor_hash, slot.ts, [&](const ClickRecord& r) {
+      if (r.reason == ClickReason::kHuman && (q.program.empty() || r.program == q.program) &&
+          (!best || better(q.model, r.ts_ms, r.id, best->ts_ms, best->id))) {
+        best = candidate_of(r);
+      }
+      return true;
+    });
+    if (ec) {
+      return ec;
+    }
+  }
+  return best;
+}
+
+// last_click keeps this many of the latest eligible times while it scans; should every one of
+// them fail its confirmation, the older part of the window is matched again.
+constexpr std::size_t kKeptSlots = 32;
 
 }  // namespace
 
 Result<std::optional<Candidate>> match(const store::Store& store,
                                        const MatchQuery& q,
-                                       std::vector<Candidate>* candidates) {
+                                       std::vector<Candidate>* candidates,
+                                       bool* candidates_cut) {
   std::uint64_t from = q.at_ms >= q.window_ms ? q.at_ms - q.window_ms : 0;
-  Best best;
+  const bool last = q.model == Model::kLastClick;
+  if (candidates_cut != nullptr) {
+    *candidates_cut = false;
+  }
 
   // The candidates to list, at most kMaxCandidates at the model's end of the window; an
   // id-less index entry is listed as its time (id zero, `resolved` false) and read back from
@@ -80,20 +113,46 @@ Result<std::optional<Candidate>> match(const store::Store& store,
   };
 
   std::deque<Item> items;
+  bool cut = false;
   auto keep = [&](Item item) {
-    if (q.model == Model::kFirstClick && items.size() >= kMaxCandidates) {
+    if (!last && items.size() >= kMaxCandidates) {
+      cut = true;
       return;
     }
     items.push_back(std::move(item));
     if (items.size() > kMaxCandidates) {
       items.pop_front();
+      cut = true;
+    }
+  };
+
+  std::deque<Slot> slots;  // eligible times not yet confirmed, oldest first
+  bool dropped = false;    // last_click: older slots were let go
+  std::optional<Candidate> winner;
+  ErrorCode inner;
+  // first_click: confirms the earliest pending time once the scan is past it.
+  auto settle_first = [&] {
+    while (!winner && !slots.empty()) {
+      auto got = confirm(store, q, slots.front());
+      if (!got) {
+        inner = got.error();
+        return;
+      }
+      winner = std::move(*got);
+      slots.pop_front();
     }
   };
   auto ec = store.scan_visitor(q.visitor_hash, from, q.at_ms, [&](const store::VisitorClick& c) {
-    // Clicks come oldest first: first_click is done once it is past its best time and has
-    // listed what it lists.
-    if (best.found && q.model == Model::kFirstClick && c.ts_ms > best.ts &&
-        (candidates == nullptr || items.size() >= kMaxCandidates)) {
+    if (!last && !winner && !slots.empty() && c.ts_ms > slots.back().ts) {
+      settle_first();
+      if (inner) {
+        return false;
+      }
+    }
+    // Clicks come oldest first: first_click is done once it has a winner and has listed what
+    // it lists.
+    if (!last && winner && (candidates == nullptr || items.size() >= kMaxCandidates)) {
+      cut = cut || candidates != nullptr;
       return false;
     }
     if (!q.program.empty() && c.program != q.program) {
@@ -101,47 +160,66 @@ Result<std::optional<Candidate>> match(const store::Store& store,
     }
     if (candidates != nullptr) {
       if (c.has_id) {
-        keep({{c.ts_ms, c.id, c.reason, std::string(c.program), std::string(c.referrer_id),
-               std::string(c.code)}});
+        keep({candidate_of(c)});
       } else if (items.empty() || items.back().resolved || items.back().c.ts_ms != c.ts_ms) {
         keep({{c.ts_ms, ClickId{}, c.reason, {}, {}, {}}, false});
       }
     }
-    if (c.reason != ClickReason::kHuman) {
+    if (c.reason != ClickReason::kHuman || (!last && winner)) {
       return true;
     }
-    if (!best.found || (q.model == Model::kLastClick ? c.ts_ms > best.ts : c.ts_ms < best.ts)) {
-      best.restart(c.ts_ms);
-    } else if (c.ts_ms != best.ts) {
-      return true;
-    }
-    if (c.has_id) {
-      if (!best.have_known || better(q.model, c.ts_ms, c.id, best.ts, best.known.id)) {
-        best.have_known = true;
-        best.known = {c.ts_ms,
-                      c.id,
-                      c.reason,
-                      std::string(c.program),
-                      std::string(c.referrer_id),
-                      std::string(c.code)};
+    if (slots.empty() || slots.back().ts != c.ts_ms) {
+      slots.push_back(Slot{c.ts_ms});
+      if (last && slots.size() > kKeptSlots) {
+        slots.pop_front();
+        dropped = true;
       }
-    } else if (!best.have_unresolved) {
-      best.have_unresolved = true;
-      best.unresolved = {c.ts_ms,
-                         ClickId{},
-                         c.reason,
-                         std::string(c.program),
-                         std::string(c.referrer_id),
-                         std::string(c.code)};
-    } else if (c.program != best.unresolved.program ||
-               c.referrer_id != best.unresolved.referrer_id || c.code != best.unresolved.code) {
-      best.unresolved_links_differ = true;
+    }
+    Slot& slot = slots.back();
+    if (c.has_id) {
+      if (!slot.has_known || better(q.model, c.ts_ms, c.id, slot.ts, slot.known.id)) {
+        slot.has_known = true;
+        slot.known = candidate_of(c);
+      }
+    } else {
+      slot.unresolved = true;
     }
     return true;
   });
   if (ec) {
     return ec;
   }
+  if (inner) {
+    return inner;
+  }
+  if (last) {
+    std::uint64_t oldest = slots.empty() ? 0 : slots.front().ts;
+    while (!winner && !slots.empty()) {
+      auto got = confirm(store, q, slots.back());
+      if (!got) {
+        return got.error();
+      }
+      winner = std::move(*got);
+      slots.pop_back();
+    }
+    if (!winner && dropped && oldest > from) {
+      // Every kept time was a stale hint: match the older part of the window.
+      MatchQuery older = q;
+      older.at_ms = oldest - 1;
+      older.window_ms = older.at_ms - from;
+      auto got = match(store, older);
+      if (!got) {
+        return got.error();
+      }
+      winner = std::move(*got);
+    }
+  } else {
+    settle_first();
+    if (inner) {
+      return inner;
+    }
+  }
+
   if (candidates != nullptr) {
     std::vector<Candidate> listed;
     std::vector<std::uint64_t> times;
@@ -166,53 +244,35 @@ Result<std::optional<Candidate>> match(const store::Store& store,
     auto same = [](const Candidate& a, const Candidate& b) {
       return a.ts_ms == b.ts_ms && a.id == b.id;
     };
-    std::sort(listed.begin(), listed.end(), [](const Candidate& a, const Candidate& b) {
+    auto order = [](const Candidate& a, const Candidate& b) {
       return a.ts_ms != b.ts_ms ? a.ts_ms < b.ts_ms : a.id < b.id;
-    });
+    };
+    std::sort(listed.begin(), listed.end(), order);
     listed.erase(std::unique(listed.begin(), listed.end(), same), listed.end());
-    // A millisecond read back may hold several clicks: trim to the bound again.
-    if (listed.size() > kMaxCandidates) {
-      auto extra = static_cast<std::ptrdiff_t>(listed.size() - kMaxCandidates);
-      if (q.model == Model::kLastClick) {
-        listed.erase(listed.begin(), listed.begin() + extra);
+    // The winner is always listed, even when it lies past the listed end of the window.
+    if (winner && std::none_of(listed.begin(), listed.end(),
+                               [&](const Candidate& c) { return same(c, *winner); })) {
+      listed.insert(std::upper_bound(listed.begin(), listed.end(), *winner, order), *winner);
+      cut = true;
+    }
+    // A millisecond read back may hold several clicks, and the winner may have been added:
+    // trim to the bound again at the far end, never the winner.
+    while (listed.size() > kMaxCandidates) {
+      cut = true;
+      if (last) {
+        listed.erase(same(listed.front(), *winner) ? listed.begin() + 1 : listed.begin());
       } else {
-        listed.erase(listed.end() - extra, listed.end());
+        listed.erase(same(listed.back(), *winner) ? listed.end() - 2 : listed.end() - 1);
       }
     }
     for (auto& c : listed) {
       candidates->push_back(std::move(c));
     }
-  }
-  if (!best.found) {
-    return std::optional<Candidate>();
-  }
-  if (!best.have_unresolved) {
-    return std::optional<Candidate>(std::move(best.known));
-  }
-  if (!q.need_id && !best.have_known && !best.unresolved_links_differ) {
-    // One link at the winning time: the answer does not depend on which of its clicks wins.
-    return std::optional<Candidate>(std::move(best.unresolved));
-  }
-  // Read the clicks of the winning millisecond back and break the tie by id.
-  bool found = best.have_known;
-  Candidate winner = std::move(best.known);
-  ec = store.clicks_at(q.visitor_hash, best.ts, [&](const ClickRecord& r) {
-    if (r.reason == ClickReason::kHuman && (q.program.empty() || r.program == q.program) &&
-        (!found || better(q.model, r.ts_ms, r.id, winner.ts_ms, winner.id))) {
-      found = true;
-      winner = candidate_of(r);
+    if (candidates_cut != nullptr) {
+      *candidates_cut = cut;
     }
-    return true;
-  });
-  if (ec) {
-    return ec;
   }
-  if (!found) {
-    // The index names a click the clicks family does not have: both are written in one atomic
-    // batch, so only a damaged store gets here.
-    return make_error_code(Errc::kCorruptRecord);
-  }
-  return std::optional<Candidate>(std::move(winner));
+  return winner;
 }
 
 }  // namespace earnd::attribution

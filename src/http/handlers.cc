@@ -187,8 +187,7 @@ Reply cluster_attribute(Services& s, const Request& req, const boost::urls::url_
                                                  .at_ms = r.ts_ms,
                                                  .window_ms = window_ms,
                                                  .model = *model,
-                                                 .program = program,
-                                                 .need_id = false});
+                                                 .program = program});
       if (!winner) {
         failed = winner.error();
         return;

@@ -513,13 +513,24 @@ ClickImportStats import_clicks_text(std::string_view text,
   // Imported ids are derived from the row (time, visitor, CSV click id), so a row imported
   // again, or twice in one text, names a stored click: it is skipped, not written over (which
   // would count it again in the reports, or move it to another program).
+  // A row is known by its time, visitor and CSV click id, not by the shard byte of its id, which
+  // follows clicks.shard_count: a part sent again after that setting changed is still skipped.
+  auto without_shard = [](const ClickId& id) {
+    std::string k(id.key());
+    k.erase(6, 1);
+    return k;
+  };
   boost::unordered_flat_set<std::string> seen;
   auto keep = [&](const ClickRecord& c) {
-    if (!seen.insert(std::string(c.id.key())).second) {
+    if (!seen.insert(without_shard(c.id)).second) {
       return false;
     }
-    auto have = store.get_click(c.id);
-    return !have || !*have;  // a read error: written (the writer reports a storage failure)
+    bool stored = false;
+    auto ec = store.clicks_at(c.visitor_hash, c.ts_ms, [&](const ClickRecord& r) {
+      stored = std::equal(r.id.bytes.begin() + 7, r.id.bytes.end(), c.id.bytes.begin() + 7);
+      return !stored;
+    });
+    return ec || !stored;  // a read error: written (the writer reports a storage failure)
   };
   {
     Pipeline pipeline(pipeline_options(options), counting, metrics, 1);

@@ -143,6 +143,18 @@ void encode_click_v2(const ClickRecord& c, std::uint32_t number, std::string& ou
   out.append(c.referer_host.data(), n);
 }
 
+std::optional<std::uint64_t> stored_visitor_hash(std::string_view v) noexcept {
+  // Format 2: version, flags, reason, visitor hash. Format 1: version, flags, reason, ts_ms,
+  // visitor hash.
+  if (!v.empty() && static_cast<unsigned char>(v[0]) == kFormat2 && v.size() >= 3 + 8) {
+    return get_be(v.data() + 3, 8);
+  }
+  if (!v.empty() && v[0] == 1 && v.size() >= 3 + 8 + 8) {
+    return get_be(v.data() + 3 + 8, 8);
+  }
+  return std::nullopt;
+}
+
 Result<ClickRecord> decode_stored_click(const ClickId& id,
                                         std::string_view v,
                                         const LinkDictionary& dict) {

@@ -88,6 +88,11 @@ class LinkDictionary {
 // bytes).
 void encode_click_v2(const ClickRecord& c, std::uint32_t number, std::string& out);
 
+// The visitor hash of a stored record of either format, read without decoding the rest (how
+// Store::clicks_at skips other visitors' clicks of a millisecond cheaply); nullopt when the
+// record is too short or of an unknown version.
+std::optional<std::uint64_t> stored_visitor_hash(std::string_view value) noexcept;
+
 // Decodes format 1 (earnd::decode_click) and format 2 records.
 Result<ClickRecord> decode_stored_click(const ClickId& id,
                                         std::string_view value,

@@ -680,8 +680,8 @@ ErrorCode Store::clicks_at(std::uint64_t visitor_hash,
     put_be(ts_ms, 6, prefix);
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
       auto id = ClickId::from_key(it->key().ToStringView());
-      if (!id) {
-        continue;
+      if (!id || detail::stored_visitor_hash(it->value().ToStringView()) != visitor_hash) {
+        continue;  // other visitors' clicks of the millisecond are skipped without decoding
       }
       auto c = detail::decode_stored_click(*id, it->value().ToStringView(), impl_->dict);
       if (!c || c->visitor_hash != visitor_hash || c->ts_ms != ts_ms) {

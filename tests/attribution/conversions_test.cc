@@ -599,5 +599,52 @@ TEST_F(ConversionServiceTest, CandidatesOfAFloodingVisitorAreBoundedAtTheModelsE
   }
 }
 
+// The winner is listed even when more recent clicks fill the listed window, and the list says
+// it was cut.
+TEST_F(ConversionServiceTest, TheWinnerIsListedWhenLaterBotClicksFillTheCandidates) {
+  ASSERT_NO_FATAL_FAILURE(make_program());
+  ClickRecord human = click(ana_, "ana", kT0 - kDayMs);
+  std::vector<ClickRecord> bots;
+  for (std::uint64_t i = 1; i <= kMaxCandidates + 50; ++i) {
+    ClickRecord c;
+    c.ts_ms = kT0 - kDayMs + i;
+    c.id = make_click_id(c.ts_ms, 0);
+    c.visitor_hash = kVisitor;
+    c.program = "acme";
+    c.referrer_id = bob_;
+    c.code = "bob";
+    c.reason = ClickReason::kBotUa;
+    bots.push_back(c);
+  }
+  write(bots);
+  std::vector<Candidate> listed;
+  bool cut = false;
+  auto m = match(*store_,
+                 {.visitor_hash = kVisitor,
+                  .at_ms = kT0,
+                  .window_ms = 30 * kDayMs,
+                  .model = Model::kLastClick,
+                  .program = "acme"},
+                 &listed, &cut);
+  ASSERT_TRUE(m && *m);
+  EXPECT_EQ((*m)->id, human.id);
+  EXPECT_TRUE(cut);
+  ASSERT_EQ(listed.size(), kMaxCandidates);
+  EXPECT_EQ(listed.front().id, human.id);  // the winner, then the 99 latest bot clicks
+  EXPECT_EQ(listed[1].id, bots[bots.size() - (kMaxCandidates - 1)].id);
+  EXPECT_EQ(listed.back().id, bots.back().id);
+
+  Reply r = send(sale("s1", kT0, "cus_1", human.id.to_string()));
+  ASSERT_EQ(r.status, 201u) << json::serialize(r.body);
+  json::object e = explain("s1");
+  EXPECT_EQ(e.at("candidates").as_array().size(), kMaxCandidates);
+  EXPECT_EQ(e.at("candidates_cut"), true);
+  std::size_t winners = 0;
+  for (const auto& c : e.at("candidates").as_array()) {
+    winners += c.at("winner").as_bool() ? 1 : 0;
+  }
+  EXPECT_EQ(winners, 1u);
+}
+
 }  // namespace
 }  // namespace earnd::attribution

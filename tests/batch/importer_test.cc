@@ -17,6 +17,7 @@
 #include "earnd/attribution/matcher.h"
 #include "earnd/common/click.h"
 #include "earnd/common/hash.h"
+#include "earnd/ingest/sink.h"
 #include "earnd/links/catalog.h"
 #include "earnd/store/store.h"
 
@@ -68,8 +69,7 @@ class ImporterTest : public ::testing::Test {
   // The external id of the referrer credited for visitor's conversion at at_ms, or nullopt.
   std::optional<std::string> winner(attribution::Model model,
                                     std::string_view visitor,
-                                    std::uint64_t at_ms,
-                                    bool need_id = true) {
+                                    std::uint64_t at_ms) {
     auto secret = store_->get_meta("s/visitor_secret");
     EXPECT_TRUE(secret && *secret);
     KeyedHasher hasher(**secret);
@@ -77,8 +77,7 @@ class ImporterTest : public ::testing::Test {
                                           .at_ms = at_ms,
                                           .window_ms = kWindowMs,
                                           .model = model,
-                                          .program = "",
-                                          .need_id = need_id});
+                                          .program = ""});
     EXPECT_TRUE(m.has_value());
     if (!m || !*m) {
       return std::nullopt;
@@ -151,9 +150,52 @@ TEST_F(ImporterTest, TiesInOneMillisecondBreakByTheCsvClickId) {
   std::string csv = row(0x0b, kConvMs - 1000, "rcode0b", "11", "5") +
                     row(0x0a, kConvMs - 1000, "rcode0a", "10", "5");
   (void)import_clicks(*store_, write_csv("clicks.csv", csv));
-  for (bool need_id : {true, false}) {  // batch queries (need_id false) break the tie alike
-    EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs, need_id), "11");
-    EXPECT_EQ(winner(attribution::Model::kFirstClick, "5", kConvMs, need_id), "10");
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "5", kConvMs), "11");
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "5", kConvMs), "10");
+}
+
+// Importing a file again with a changed row rewrites the click; the visitor index keeps the old
+// row's entry beside the new one (format 3 entries are merge operands), and matching must
+// follow the record, not the stale entry.
+TEST_F(ImporterTest, ARowImportedAgainWithAChangeIsMatchedAsItIsNow) {
+  std::string human = row(0xaa, kConvMs - 1000, "ralpha1", "1", "7");
+  std::string bot = row(0xaa, kConvMs - 1000, "ralpha1", "1", "7", true);
+  (void)import_clicks(*store_, write_csv("a.csv", human));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "7", kConvMs), "1");
+  (void)import_clicks(*store_, write_csv("b.csv", bot));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "7", kConvMs), std::nullopt);
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "7", kConvMs), std::nullopt);
+  // An older human click of the same visitor wins once the later one became a bot.
+  (void)import_clicks(*store_, write_csv("c.csv", row(0xab, kConvMs - 9000, "rolder2", "2", "7")));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "7", kConvMs), "2");
+  (void)import_clicks(*store_, write_csv("d.csv", human));
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "7", kConvMs), "1");
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "7", kConvMs), "2");
+}
+
+// The admin import (text parts) skips rows it stored before, also after clicks.shard_count
+// changed the shard byte of the ids it would make.
+TEST_F(ImporterTest, TextImportSkipsRowsStoredUnderAnotherShardCount) {
+  links::Catalog catalog(*store_, "");
+  KeyedHasher hasher(store_->load_or_create_secret(kVisitorSecretName));
+  StoreSink sink(*store_);
+  std::string text = std::string(kHeader);
+  for (int i = 0; i < 20; ++i) {
+    text += row(0x100 + i, kConvMs - 1000 - i, "rshard1", "1", "v" + std::to_string(i));
+  }
+  ImportOptions eight;
+  eight.shard_count = 8;
+  auto first = import_clicks_text(text, "part", catalog, hasher, sink, *store_, eight);
+  EXPECT_EQ(first.clicks, 20u);
+  EXPECT_EQ(first.duplicates, 0u);
+  ImportOptions sixteen;
+  sixteen.shard_count = 16;
+  auto again = import_clicks_text(text, "part", catalog, hasher, sink, *store_, sixteen);
+  EXPECT_EQ(again.clicks, 0u);
+  EXPECT_EQ(again.duplicates, 20u);
+  EXPECT_EQ(stored_clicks().size(), 20u);
+  for (const auto& c : stored_clicks()) {
+    EXPECT_EQ(c.id.shard(), c.visitor_hash % 8);
   }
 }
 
@@ -163,10 +205,8 @@ TEST_F(ImporterTest, AHumanClickWinsOverABotInTheSameMillisecond) {
                     row(0x0d, kConvMs - 1000, "rbot0d", "13", "6", true) +
                     row(0x0e, kConvMs - 5000, "rold0e", "14", "6");
   (void)import_clicks(*store_, write_csv("clicks.csv", csv));
-  for (bool need_id : {true, false}) {
-    EXPECT_EQ(winner(attribution::Model::kLastClick, "6", kConvMs, need_id), "12");
-    EXPECT_EQ(winner(attribution::Model::kFirstClick, "6", kConvMs, need_id), "14");
-  }
+  EXPECT_EQ(winner(attribution::Model::kLastClick, "6", kConvMs), "12");
+  EXPECT_EQ(winner(attribution::Model::kFirstClick, "6", kConvMs), "14");
 }
 
 TEST_F(ImporterTest, BotsNeverWin) {

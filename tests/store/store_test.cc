@@ -508,6 +508,11 @@ TEST_F(StoreTest, DecodesBothRecordFormats) {
   detail::encode_click_v2(c, 300, v2);
   EXPECT_LT(v2.size(), v1.size());
   EXPECT_FALSE(detail::decode_stored_click(c.id, v2, dict).has_value());  // no entry 300
+  // The visitor hash reads back from both formats without a decode (clicks_at's filter).
+  EXPECT_EQ(detail::stored_visitor_hash(v1), c.visitor_hash);
+  EXPECT_EQ(detail::stored_visitor_hash(v2), c.visitor_hash);
+  EXPECT_EQ(detail::stored_visitor_hash(v2.substr(0, 10)), std::nullopt);
+  EXPECT_EQ(detail::stored_visitor_hash(std::string("\x07") + v2.substr(1)), std::nullopt);
   for (std::uint32_t n = 0; n <= 300; ++n) {
     std::string text =
         detail::LinkDictionary::text_of("acme", "rf_" + std::to_string(n), "summer24");

@@ -198,9 +198,13 @@ std::unique_ptr<earnd::store::Store> open_for_import(const std::string& dir) {
   }
 }
 
-int import_clicks(const std::string& file, const std::string& dir, const std::string& program) {
+int import_clicks(const std::string& file,
+                  const std::string& dir,
+                  const std::string& program,
+                  std::uint32_t shard_count) {
   auto store = open_for_import(dir);
-  auto s = earnd::ingest::import_clicks(*store, file, {.program = program});
+  auto s =
+      earnd::ingest::import_clicks(*store, file, {.program = program, .shard_count = shard_count});
   std::cout << std::fixed << std::setprecision(1) << "imported " << s.clicks << " clicks in "
             << s.seconds << " s (" << per_second(s.clicks, s.seconds) << "): program " << program
             << (s.programs_created ? " (created)" : "") << ", " << s.bots << " bots, " << s.unique
@@ -270,7 +274,6 @@ void attribute_range(const earnd::store::Store& store,
                      std::span<const Conversion> conversions,
                      earnd::attribution::MatchQuery query,
                      Partial& out) {
-  query.need_id = false;  // the tallies need the winning referrer, not the click
   for (const Conversion& c : conversions) {
     query.visitor_hash = c.visitor_hash;
     query.at_ms = c.ts_ms;
@@ -869,12 +872,19 @@ int main(int argc, char** argv) {
       "instead of --data-dir: a running earnd's admin URL to import through (repeat for several "
       "edges; parts go to each in turn)");
   clicks_dir->excludes(clicks_nodes);
+  std::uint32_t import_shards = earnd::kDefaultShardCount;
+  imp_clicks
+      ->add_option("--shard-count", import_shards,
+                   "with --data-dir: the server's clicks.shard_count (the shard byte of the "
+                   "imported ids)")
+      ->check(CLI::Range(1, 256))
+      ->excludes(clicks_nodes);
   imp_clicks->callback([&] {
     if (import_nodes.empty() && data_dir.empty()) {
       throw CLI::RequiredError("--data-dir or --node");
     }
     rc = import_nodes.empty()
-             ? import_clicks(file, data_dir, import_program)
+             ? import_clicks(file, data_dir, import_program, import_shards)
              : import_clicks_remote(file, import_nodes, remote.key, import_program);
   });
   imp_conv->callback([&] { rc = import_conversions(file, data_dir, import_program); });

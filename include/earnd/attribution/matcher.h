@@ -42,9 +42,6 @@ struct MatchQuery {
   std::uint64_t window_ms = 0;  // 30 days = 2,592,000,000
   Model model = Model::kLastClick;
   std::string_view program;  // only this program's clicks; "" for any
-  // False when the caller needs only the winning link (batch queries): the winner's id is then
-  // left zero when the visitor index alone decides, which saves reading the click back.
-  bool need_id = true;
 };
 
 // True when a is preferred over b under the model: later (last_click) or earlier (first_click)
@@ -61,11 +58,13 @@ bool better(Model m,
 inline constexpr std::size_t kMaxCandidates = 100;
 
 // The winning human click, or nullopt. When candidates is not null, the visitor's clicks in the
-// window (human or not; at most kMaxCandidates, at the model's end) are appended to it in
-// (time, id) order, for explanations. Reads
-// the visitor index, and the clicks family for the ids it needs; thread-safe (the store is).
+// window (human or not; at most kMaxCandidates, at the model's end, and always the winner) are
+// appended to it in (time, id) order, for explanations; *candidates_cut then tells whether
+// some were left out. Reads the visitor index, and the clicks family to confirm the winner
+// and to list candidates; thread-safe (the store is).
 [[nodiscard]] Result<std::optional<Candidate>> match(const store::Store& store,
                                                      const MatchQuery& q,
-                                                     std::vector<Candidate>* candidates = nullptr);
+                                                     std::vector<Candidate>* candidates = nullptr,
+                                                     bool* candidates_cut = nullptr);
 
 }  // namespace earnd::attribution
