@@ -53,18 +53,21 @@ Candidate candidate_of(const store::VisitorClick& c) {
 }
 
 // One time in the window at which the visitor index names an eligible click (human, of the
-// program). Entries written before format 3 carry the id and are exact. A format 3 entry is a
-// hint: the record is the truth (a click written twice, e.g. a clicks file imported again with
-// a changed row, leaves its old operand beside the new one), so such a time is confirmed by
-// reading its clicks back.
+// program). Entries written before format 3 carry the id. A format 3 entry holds one operand
+// per click written at that time; the writers never write a stored click again (imports skip
+// rows they have; see importer.h), so a lone operand is that click as it is stored. Several
+// operands are several clicks in one millisecond (or, should a click ever be written twice,
+// a stale copy beside the current one): that time is read back from the records, which decide.
 struct Slot {
   std::uint64_t ts = 0;
-  bool has_known = false;   // an eligible click at ts whose id the index holds
-  Candidate known;          // the best of those
-  bool unresolved = false;  // an id-less eligible entry at ts
+  bool has_known = false;    // an eligible click at ts whose id the index holds
+  Candidate known;           // the best of those
+  bool has_hint = false;     // an eligible id-less operand at ts
+  Candidate hint;            // the first of those: time, reason and link, no id
+  std::size_t operands = 0;  // id-less operands at ts, eligible or not
 };
 
-// The best eligible click at the slot's time, as the records say; nullopt when there is none.
+// The best eligible click at the slot's time; nullopt when the records have none.
 Result<std::optional<Candidate>> confirm(const store::Store& store,
                                          const MatchQuery& q,
                                          Slot& slot) {
@@ -72,17 +75,21 @@ Result<std::optional<Candidate>> confirm(const store::Store& store,
   if (slot.has_known) {
     best = std::move(slot.known);
   }
-  if (slot.unresolved) {
-    auto ec = store.clicks_at(q.visitor_hash, slot.ts, [&](const ClickRecord& r) {
-      if (r.reason == ClickReason::kHuman && (q.program.empty() || r.program == q.program) &&
-          (!best || better(q.model, r.ts_ms, r.id, best->ts_ms, best->id))) {
-        best = candidate_of(r);
-      }
-      return true;
-    });
-    if (ec) {
-      return ec;
+  if (!slot.has_hint) {
+    return best;
+  }
+  if (!q.need_id && !best && slot.operands == 1) {
+    return std::optional<Candidate>(std::move(slot.hint));
+  }
+  auto ec = store.clicks_at(q.visitor_hash, slot.ts, [&](const ClickRecord& r) {
+    if (r.reason == ClickReason::kHuman && (q.program.empty() || r.program == q.program) &&
+        (!best || better(q.model, r.ts_ms, r.id, best->ts_ms, best->id))) {
+      best = candidate_of(r);
     }
+    return true;
+  });
+  if (ec) {
+    return ec;
   }
   return best;
 }
@@ -130,6 +137,8 @@ Result<std::optional<Candidate>> match(const store::Store& store,
   bool dropped = false;    // last_click: older slots were let go
   std::optional<Candidate> winner;
   ErrorCode inner;
+  std::uint64_t operands_ts = 0;  // the time of the id-less operands counted in operands_at
+  std::size_t operands_at = 0;
   // first_click: confirms the earliest pending time once the scan is past it.
   auto settle_first = [&] {
     while (!winner && !slots.empty()) {
@@ -155,6 +164,13 @@ Result<std::optional<Candidate>> match(const store::Store& store,
       cut = cut || candidates != nullptr;
       return false;
     }
+    if (!c.has_id) {
+      operands_at = c.ts_ms == operands_ts ? operands_at + 1 : 1;
+      operands_ts = c.ts_ms;
+      if (!slots.empty() && slots.back().ts == c.ts_ms) {
+        slots.back().operands = operands_at;
+      }
+    }
     if (!q.program.empty() && c.program != q.program) {
       return true;
     }
@@ -169,7 +185,8 @@ Result<std::optional<Candidate>> match(const store::Store& store,
       return true;
     }
     if (slots.empty() || slots.back().ts != c.ts_ms) {
-      slots.push_back(Slot{c.ts_ms});
+      slots.emplace_back();
+      slots.back().ts = c.ts_ms;
       if (last && slots.size() > kKeptSlots) {
         slots.pop_front();
         dropped = true;
@@ -182,7 +199,12 @@ Result<std::optional<Candidate>> match(const store::Store& store,
         slot.known = candidate_of(c);
       }
     } else {
-      slot.unresolved = true;
+      slot.operands = operands_at;
+      if (!slot.has_hint) {
+        slot.has_hint = true;
+        slot.hint = candidate_of(c);
+        slot.hint.id = ClickId{};
+      }
     }
     return true;
   });

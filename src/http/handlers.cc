@@ -187,7 +187,8 @@ Reply cluster_attribute(Services& s, const Request& req, const boost::urls::url_
                                                  .at_ms = r.ts_ms,
                                                  .window_ms = window_ms,
                                                  .model = *model,
-                                                 .program = program});
+                                                 .program = program,
+                                                 .need_id = false});
       if (!winner) {
         failed = winner.error();
         return;

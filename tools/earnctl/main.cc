@@ -209,7 +209,11 @@ int import_clicks(const std::string& file,
             << s.seconds << " s (" << per_second(s.clicks, s.seconds) << "): program " << program
             << (s.programs_created ? " (created)" : "") << ", " << s.bots << " bots, " << s.unique
             << " unique, " << s.velocity << " over the velocity limit, " << s.links_created
-            << " links and " << s.referrers_created << " referrers created\n";
+            << " links and " << s.referrers_created << " referrers created";
+  if (s.duplicates > 0) {
+    std::cout << "; " << s.duplicates << " rows skipped (stored already)";
+  }
+  std::cout << "\n";
   return 0;
 }
 
@@ -274,6 +278,7 @@ void attribute_range(const earnd::store::Store& store,
                      std::span<const Conversion> conversions,
                      earnd::attribution::MatchQuery query,
                      Partial& out) {
+  query.need_id = false;  // the tallies need the winning referrer, not the click
   for (const Conversion& c : conversions) {
     query.visitor_hash = c.visitor_hash;
     query.at_ms = c.ts_ms;

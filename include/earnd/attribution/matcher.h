@@ -42,6 +42,10 @@ struct MatchQuery {
   std::uint64_t window_ms = 0;  // 30 days = 2,592,000,000
   Model model = Model::kLastClick;
   std::string_view program;  // only this program's clicks; "" for any
+  // False when the caller needs only the winning link (batch queries): the winner's id is then
+  // left zero when the visitor index alone decides (one click at the winning time), which
+  // saves reading the click back.
+  bool need_id = true;
 };
 
 // True when a is preferred over b under the model: later (last_click) or earlier (first_click)
