@@ -73,10 +73,11 @@ Fixture& fixture() {
   return f;
 }
 
-// range(0): list the candidates.
+// range(0): need the winner's id; range(1): list the candidates.
 void BM_Match(benchmark::State& state) {
   Fixture& f = fixture();
-  const bool list = state.range(0) != 0;
+  const bool need_id = state.range(0) != 0;
+  const bool list = state.range(1) != 0;
   std::vector<attribution::Candidate> candidates;
   std::uint64_t allocs = 0;
   std::uint64_t v = 0;
@@ -89,7 +90,8 @@ void BM_Match(benchmark::State& state) {
                                  .at_ms = kT0 + 10 * kDayMs,
                                  .window_ms = 30 * kDayMs,
                                  .model = attribution::Model::kLastClick,
-                                 .program = "acme"},
+                                 .program = "acme",
+                                 .need_id = need_id},
                                 list ? &candidates : nullptr);
     allocs += bench::thread_allocations() - before;
     won += m && *m ? 1 : 0;
@@ -102,6 +104,6 @@ void BM_Match(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(allocs), benchmark::Counter::kAvgIterations);
 }
 
-BENCHMARK(BM_Match)->ArgName("list")->Arg(0)->Arg(1);
+BENCHMARK(BM_Match)->ArgNames({"need_id", "list"})->Args({0, 0})->Args({1, 0})->Args({1, 1});
 
 }  // namespace

@@ -94,8 +94,8 @@ Result<std::optional<Candidate>> confirm(const store::Store& store,
   return best;
 }
 
-// last_click keeps this many of the latest eligible times while it scans; should every one of
-// them fail its confirmation, the older part of the window is matched again.
+// last_click keeps at least this many of the latest eligible times while it scans; should every one
+// of them fail its confirmation, the older part of the window is matched again.
 constexpr std::size_t kKeptSlots = 32;
 
 }  // namespace
@@ -133,8 +133,8 @@ Result<std::optional<Candidate>> match(const store::Store& store,
     }
   };
 
-  std::deque<Slot> slots;  // eligible times not yet confirmed, oldest first
-  bool dropped = false;    // last_click: older slots were let go
+  std::vector<Slot> slots;  // eligible times not yet confirmed, oldest first
+  bool dropped = false;     // last_click: older slots were let go
   std::optional<Candidate> winner;
   ErrorCode inner;
   std::uint64_t operands_ts = 0;  // the time of the id-less operands counted in operands_at
@@ -148,7 +148,7 @@ Result<std::optional<Candidate>> match(const store::Store& store,
         return;
       }
       winner = std::move(*got);
-      slots.pop_front();
+      slots.erase(slots.begin());
     }
   };
   auto ec = store.scan_visitor(q.visitor_hash, from, q.at_ms, [&](const store::VisitorClick& c) {
@@ -187,8 +187,9 @@ Result<std::optional<Candidate>> match(const store::Store& store,
     if (slots.empty() || slots.back().ts != c.ts_ms) {
       slots.emplace_back();
       slots.back().ts = c.ts_ms;
-      if (last && slots.size() > kKeptSlots) {
-        slots.pop_front();
+      if (last && slots.size() > 2 * kKeptSlots) {
+        // Keep the latest kKeptSlots (moving them once per kKeptSlots new times).
+        slots.erase(slots.begin(), slots.begin() + kKeptSlots);
         dropped = true;
       }
     }

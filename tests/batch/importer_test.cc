@@ -218,6 +218,46 @@ TEST_F(ImporterTest, AClickWrittenTwiceIsMatchedAsItIsStored) {
   EXPECT_EQ((*m)->referrer_id, "rf_x");
 }
 
+// Many stale times (more than the matcher keeps while it scans): the older part of the window is
+// matched again and its human click found.
+TEST_F(ImporterTest, AnOlderHumanClickWinsBehindManyClicksWrittenTwice) {
+  std::vector<ClickRecord> clicks;
+  for (std::uint64_t i = 0; i < 150; ++i) {
+    ClickRecord c;
+    c.ts_ms = kConvMs - 100'000 + i * 10;
+    c.visitor_hash = 78;
+    c.id = make_click_id(c.ts_ms, 78 % 64);
+    c.program = "default";
+    c.referrer_id = i == 0 ? "rf_first" : "rf_later";
+    c.code = "many01";
+    clicks.push_back(c);
+  }
+  store::ClickBatch batch = store_->make_click_batch();
+  for (const auto& c : clicks) {
+    batch.add(c);
+  }
+  ASSERT_FALSE(store_->write_clicks(batch, false));
+  batch.clear();
+  for (std::size_t i = 1; i < clicks.size(); ++i) {
+    clicks[i].reason = ClickReason::kBotUa;  // every later click becomes a bot
+    batch.add(clicks[i]);
+  }
+  ASSERT_FALSE(store_->write_clicks(batch, false));
+  for (bool need_id : {true, false}) {
+    auto m = attribution::match(*store_, {.visitor_hash = 78,
+                                          .at_ms = kConvMs,
+                                          .window_ms = kWindowMs,
+                                          .model = attribution::Model::kLastClick,
+                                          .program = "",
+                                          .need_id = need_id});
+    ASSERT_TRUE(m && *m);
+    EXPECT_EQ((*m)->referrer_id, "rf_first");
+    if (need_id) {
+      EXPECT_EQ((*m)->id, clicks[0].id);
+    }
+  }
+}
+
 // The admin import (text parts) skips rows it stored before, also after clicks.shard_count
 // changed the shard byte of the ids it would make.
 TEST_F(ImporterTest, TextImportSkipsRowsStoredUnderAnotherShardCount) {
