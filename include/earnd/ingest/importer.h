@@ -103,9 +103,10 @@ ClickId import_click_id(std::uint64_t ts_ms,
 // row becomes a ClickRecord (reason kBotUa for bots, kHuman otherwise) handed to a one-lane
 // Pipeline in async durability with the store in bulk-load mode, and the store is flushed at
 // the end. A code that exists already keeps its program and referrer; clicks on a disabled link
-// are imported all the same (they happened). Re-importing a file rewrites the same click and
-// visitor index entries, so attribution is unchanged, but adds to the link counters again.
-// Blocks; uses one extra thread (the writer). Throws ImportError; a malformed file writes
+// are imported all the same (they happened). Into a store that holds clicks already, rows it
+// has (same time, visitor and CSV click id, or the same id) are skipped and counted in
+// `duplicates`, so importing a file again changes nothing; a fresh store is not checked (see
+// the LIMIT in importer.cc). Blocks; uses one extra thread (the writer). Throws ImportError; a malformed file writes
 // nothing.
 ClickImportStats import_clicks(store::Store& store,
                                const std::string& path,
