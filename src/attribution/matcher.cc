@@ -34,16 +34,9 @@ bool better(Model m,
 
 namespace {
 
-Candidate candidate_of(const ClickRecord& c) {
-  return {c.ts_ms,
-          c.id,
-          c.reason,
-          std::string(c.program),
-          std::string(c.referrer_id),
-          std::string(c.code)};
-}
-
-Candidate candidate_of(const store::VisitorClick& c) {
+// From a stored click or a visitor-index entry (whose views are valid during its callback only).
+template <class Click>
+Candidate candidate_of(const Click& c) {
   return {c.ts_ms,
           c.id,
           c.reason,
