@@ -519,6 +519,7 @@ Reply handle_public(Services& s, const Request& req) {
     o["status"] = storage && queue ? "ready" : "not_ready";
     o["storage_writable"] = storage;
     o["ingest_saturated"] = !queue;
+    o["restart_required"] = s.store.needs_restart();
     return {storage && queue ? 200u : 503u, "application/json", json::serialize(o), {}};
   }
   if (path == "/v1/earnd.js") {

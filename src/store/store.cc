@@ -20,6 +20,7 @@
 
 #include "click_format.h"
 #include "earnd/common/money.h"
+#include "earnd/log/log.h"
 
 namespace earnd::store {
 namespace {
@@ -226,8 +227,18 @@ struct Store::Impl {
   // Set by a failed write, cleared by a successful one; see sync_wal().
   std::atomic<bool> write_failed{false};
 
+  // Set for good by a write error RocksDB deems fatal; see Store::needs_restart().
+  std::atomic<bool> fatal{false};
+
   ErrorCode written(const rocksdb::Status& s) {
     write_failed.store(!s.ok(), std::memory_order_relaxed);
+    if (!s.ok() && s.severity() >= rocksdb::Status::Severity::kFatalError &&
+        !fatal.exchange(true, std::memory_order_relaxed)) {
+      log::get("store")->error(
+          "event=storage_fatal error=\"{}\" data_dir=\"{}\" action=\"writes are refused "
+          "until earnd is restarted; acknowledged data is in the write-ahead log\"",
+          s.ToString(), data_dir);
+    }
     return to_error(s);
   }
 
@@ -863,6 +874,10 @@ ErrorCode Store::compact_all() {
     }
   }
   return {};
+}
+
+bool Store::needs_restart() const noexcept {
+  return impl_->fatal.load(std::memory_order_relaxed);
 }
 
 ErrorCode Store::probe_write() {

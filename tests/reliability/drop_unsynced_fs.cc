@@ -5,10 +5,6 @@
 namespace earnd::reliability {
 namespace {
 
-rocksdb::IOStatus powered_off() {
-  return rocksdb::IOStatus::IOError("power is off");
-}
-
 // A writable file that reports its appends and syncs to the file system, and fails every
 // operation once the power is off.
 class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
@@ -19,8 +15,8 @@ class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
   rocksdb::IOStatus Append(const rocksdb::Slice& data,
                            const rocksdb::IOOptions& options,
                            rocksdb::IODebugContext* dbg) override {
-    if (fs_.power_off()) {
-      return powered_off();
+    if (fs_.failing()) {
+      return fs_.refuse();
     }
     auto s = target()->Append(data, options, dbg);
     if (s.ok()) {
@@ -33,8 +29,8 @@ class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
                            const rocksdb::IOOptions& options,
                            const rocksdb::DataVerificationInfo& info,
                            rocksdb::IODebugContext* dbg) override {
-    if (fs_.power_off()) {
-      return powered_off();
+    if (fs_.failing()) {
+      return fs_.refuse();
     }
     auto s = target()->Append(data, options, info, dbg);
     if (s.ok()) {
@@ -52,16 +48,16 @@ class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
 
   rocksdb::IOStatus Flush(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
-    return fs_.power_off() ? powered_off() : target()->Flush(options, dbg);
+    return fs_.failing() ? fs_.refuse() : target()->Flush(options, dbg);
   }
 
   rocksdb::IOStatus Sync(const rocksdb::IOOptions& options, rocksdb::IODebugContext* dbg) override {
-    return after_sync(fs_.power_off() ? powered_off() : target()->Sync(options, dbg));
+    return after_sync(fs_.failing() ? fs_.refuse() : target()->Sync(options, dbg));
   }
 
   rocksdb::IOStatus Fsync(const rocksdb::IOOptions& options,
                           rocksdb::IODebugContext* dbg) override {
-    return after_sync(fs_.power_off() ? powered_off() : target()->Fsync(options, dbg));
+    return after_sync(fs_.failing() ? fs_.refuse() : target()->Fsync(options, dbg));
   }
 
   rocksdb::IOStatus Close(const rocksdb::IOOptions& options,
@@ -86,12 +82,26 @@ class TrackedFile : public rocksdb::FSWritableFileOwnerWrapper {
 
 DropUnsyncedFs::DropUnsyncedFs() : FileSystemWrapper(rocksdb::FileSystem::Default()) {}
 
+rocksdb::IOStatus DropUnsyncedFs::refuse() noexcept {
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  if (power_off()) {
+    return rocksdb::IOStatus::IOError("power is off");
+  }
+  if (io_errors_.load(std::memory_order_relaxed) == IoErrors::kNoSpace) {
+    // As RocksDB's own POSIX file system reports ENOSPC: retryable.
+    auto s = rocksdb::IOStatus::NoSpace("injected: no space left on device (ENOSPC)");
+    s.SetRetryable(true);
+    return s;
+  }
+  return rocksdb::IOStatus::IOError("injected: input/output error (EIO)");
+}
+
 rocksdb::IOStatus DropUnsyncedFs::NewWritableFile(const std::string& fname,
                                                   const rocksdb::FileOptions& options,
                                                   std::unique_ptr<rocksdb::FSWritableFile>* result,
                                                   rocksdb::IODebugContext* dbg) {
-  if (power_off()) {
-    return powered_off();
+  if (failing()) {
+    return refuse();
   }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   auto s = target()->NewWritableFile(fname, options, &file, dbg);
@@ -111,8 +121,8 @@ rocksdb::IOStatus DropUnsyncedFs::ReopenWritableFile(
     const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result,
     rocksdb::IODebugContext* dbg) {
-  if (power_off()) {
-    return powered_off();
+  if (failing()) {
+    return refuse();
   }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   auto s = target()->ReopenWritableFile(fname, options, &file, dbg);
@@ -138,8 +148,8 @@ rocksdb::IOStatus DropUnsyncedFs::ReuseWritableFile(
     const rocksdb::FileOptions& options,
     std::unique_ptr<rocksdb::FSWritableFile>* result,
     rocksdb::IODebugContext* dbg) {
-  if (power_off()) {
-    return powered_off();
+  if (failing()) {
+    return refuse();
   }
   std::unique_ptr<rocksdb::FSWritableFile> file;
   auto s = target()->ReuseWritableFile(fname, old_fname, options, &file, dbg);
@@ -159,8 +169,8 @@ rocksdb::IOStatus DropUnsyncedFs::RenameFile(const std::string& from,
                                              const std::string& to,
                                              const rocksdb::IOOptions& options,
                                              rocksdb::IODebugContext* dbg) {
-  if (power_off()) {
-    return powered_off();
+  if (failing()) {
+    return refuse();
   }
   auto s = target()->RenameFile(from, to, options, dbg);
   if (s.ok()) {
@@ -178,8 +188,8 @@ rocksdb::IOStatus DropUnsyncedFs::RenameFile(const std::string& from,
 rocksdb::IOStatus DropUnsyncedFs::DeleteFile(const std::string& fname,
                                              const rocksdb::IOOptions& options,
                                              rocksdb::IODebugContext* dbg) {
-  if (power_off()) {
-    return powered_off();
+  if (failing()) {
+    return refuse();
   }
   auto s = target()->DeleteFile(fname, options, dbg);
   if (s.ok()) {

@@ -5,6 +5,8 @@
 // at the last Sync or Fsync. cut_power() makes every later write and sync fail (the machine is
 // off); drop_unsynced() then truncates each file to its synced size, which is what survives
 // a power cut on a file system that keeps nothing the application did not sync.
+// set_io_errors() makes writes, syncs and new files fail with an I/O error as a failing disk
+// (EIO) or a full one (ENOSPC) does, without losing what was written; kNone heals the disk.
 //
 // LIMIT: directory entries are taken as durable once made (a new or renamed file is never lost
 // as a whole, only its unsynced bytes). RocksDB syncs its directory after creating the files
@@ -53,6 +55,23 @@ class DropUnsyncedFs : public rocksdb::FileSystemWrapper {
 
   bool power_off() const noexcept { return off_.load(std::memory_order_relaxed); }
 
+  enum class IoErrors { kNone, kEio, kNoSpace };
+
+  // While not kNone, every write, sync and new file fails with that error; nothing is dropped.
+  // Thread-safe.
+  void set_io_errors(IoErrors e) noexcept { io_errors_.store(e, std::memory_order_relaxed); }
+
+  // True while writes fail: the power is off or I/O errors are on.
+  bool failing() const noexcept {
+    return power_off() || io_errors_.load(std::memory_order_relaxed) != IoErrors::kNone;
+  }
+
+  // Write or sync calls refused by failing() so far.
+  std::uint64_t refused_calls() const noexcept { return refused_.load(std::memory_order_relaxed); }
+
+  // The status a refused call returns; counts it.
+  rocksdb::IOStatus refuse() noexcept;
+
   // Truncates every tracked file to its synced size; call after the store is closed. Returns
   // the bytes dropped.
   std::uint64_t drop_unsynced();
@@ -71,6 +90,8 @@ class DropUnsyncedFs : public rocksdb::FileSystemWrapper {
   };
 
   std::atomic<bool> off_{false};
+  std::atomic<IoErrors> io_errors_{IoErrors::kNone};
+  std::atomic<std::uint64_t> refused_{0};
   std::atomic<std::uint64_t> wal_syncs_{0};
   std::mutex mutex_;
   std::map<std::string, Sizes> files_;

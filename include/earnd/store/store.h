@@ -208,6 +208,14 @@ class Store {
   // Writes a probe key to check that storage accepts writes (/readyz).
   [[nodiscard]] ErrorCode probe_write();
 
+  // True once a write failed with an error RocksDB deems fatal (an I/O error on the write-ahead
+  // log, or a full disk met by RocksDB itself despite StoreOptions::min_free_bytes): RocksDB then
+  // refuses every write until the store is opened again, so earnd must be restarted. What was
+  // written before the error stays readable, and reopening replays it. Logged once, as
+  // event=storage_fatal. Thread-safe.
+  // LIMIT: earnd does not reopen the store by itself; a service manager's restart does.
+  bool needs_restart() const noexcept;
+
  private:
   struct Impl;
   explicit Store(std::unique_ptr<Impl> impl);
