@@ -632,6 +632,25 @@ void ConversionService::add_to_totals(Batch& b,
                  json::object{{"revenue_minor", new_revenue}, {"rewards_minor", new_rewards}}));
 }
 
+// The event id a request is stored and answered under. Signups reported with the publishable
+// key (from browsers, so from anyone) live apart, under "pk:" + their id: they can neither
+// read nor take the id of a conversion the merchant reports with the secret key, which may not
+// use that prefix. A publishable key may report signups only, checked before anything is read.
+std::string ConversionService::stored_event_id(const ConversionRequest& req) {
+  std::string event_id = text_field(req.body, "event_id", 128, true);
+  if (req.publishable) {
+    if (text_field(req.body, "type", 16, true) != "signup") {
+      reject("forbidden_type", "a publishable key may only report signups", 403);
+    }
+    return std::string(kBrowserEventPrefix) + event_id;
+  }
+  if (event_id.starts_with(kBrowserEventPrefix)) {
+    reject("invalid_field", "event ids starting with \"pk:\" are kept for signups reported with "
+                            "the publishable key");
+  }
+  return event_id;
+}
+
 ConversionReply ConversionService::store_doc(Batch& b,
                                              const ConversionRequest& req,
                                              json::object& doc) {
@@ -645,7 +664,7 @@ ConversionReply ConversionService::store_doc(Batch& b,
 
 ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& req) {
   const json::object& in = req.body;
-  std::string event_id = text_field(in, "event_id", 128, true);
+  std::string event_id = stored_event_id(req);
   if (auto existing = b.get(store_, event_key(req.program, event_id))) {
     json::object a = answer_of(json::parse(*existing).as_object());
     a["duplicate"] = true;
@@ -659,9 +678,6 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
   std::string type = text_field(in, "type", 16, true);
   if (type != "signup" && type != "sale" && type != "refund") {
     reject("invalid_type", "type must be signup, sale or refund");
-  }
-  if (req.publishable && type != "signup") {
-    reject("forbidden_type", "a publishable key may only report signups", 403);
   }
   auto amount = amount_field(in);
   std::string currency = text_field(in, "currency", 3, false);
@@ -707,7 +723,9 @@ ConversionReply ConversionService::handle_checked(Batch& b, ConversionRequest& r
   attribute(b, *program, req, at, doc);
   if (doc["attributed"].as_bool()) {
     b.emit(program->id, "conversion.attributed", answer_of(doc));
-    if (!doc["self_referral"].as_bool()) {
+    // A signup reported from the browser (publishable key) is recorded, attributed and binds an
+    // unbound customer, but earns nothing: anyone can send one, so rewards need the secret key.
+    if (!doc["self_referral"].as_bool() && !req.publishable) {
       doc["rewards"] = ledger_.reward(b, *program, doc, at);
     }
   }
@@ -742,7 +760,7 @@ ConversionReply ConversionService::handle(Batch& b, ConversionRequest& req) {
     if (r.status != 201) {
       return r;
     }
-    std::string event_id = text_field(req.body, "event_id", 128, true);
+    std::string event_id = stored_event_id(req);
     // The recorded request carries the time this node gave the conversion, so that finishing it
     // after a crash (see ConversionOptions::claim) works it out exactly as answered.
     ConversionRequest recorded = req;

@@ -143,7 +143,10 @@ std::variant<Reply, attribution::ConversionRequest> read_limited_conversion(
   }
   auto read = read_conversion(env, req, peer);
   auto* request = std::get_if<attribution::ConversionRequest>(&read);
-  if (request != nullptr && !limits.per_program.allow(request->program)) {
+  // Per program and key: what browsers send with the publishable key cannot use up the limit
+  // of the merchant's own server (secret key), nor the other way round.
+  if (request != nullptr &&
+      !limits.per_program.allow(request->program + (request->publishable ? "\npk" : "\nsk"))) {
     return rate_limited(limits.per_program, "program");
   }
   return read;

@@ -30,7 +30,7 @@ std::variant<Reply, attribution::ConversionRequest> read_conversion(
     const RedirectEnv& env, const Request& req, const boost::asio::ip::address& peer);
 
 // The conversion routes' rate limits: per client address (checked before the key, so it also
-// slows down key guessing) and per program.
+// slows down key guessing) and per program and key kind (publishable or secret).
 struct ConversionLimits {
   // Rates per second (0: off); each bucket holds burst_s seconds of its rate.
   ConversionLimits(double client_rate, double program_rate, double burst_s)

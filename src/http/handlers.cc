@@ -1,6 +1,8 @@
 #include "handlers.h"
 
+#include <atomic>
 #include <charconv>
+#include <chrono>
 #include <map>
 
 #include <boost/json.hpp>
@@ -503,6 +505,25 @@ Reply handle_admin(Services& s, ConversionQueue& serial, const Request& req) {
   return route_admin(s, serial, req, *u);
 }
 
+// A successful probe write is trusted for a second: /readyz is public and unauthenticated, so a
+// flood of it must not become a flood of RocksDB writes. A failed probe is not reused, so
+// readiness returns with the first good write (a refused write costs no disk I/O). One process
+// serves one store.
+static bool storage_probe_ok(store::Store& store) {
+  static std::atomic<std::int64_t> good_until_ms{0};
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now().time_since_epoch())
+                 .count();
+  if (now < good_until_ms.load(std::memory_order_relaxed)) {
+    return true;
+  }
+  if (store.probe_write()) {
+    return false;
+  }
+  good_until_ms.store(now + 1000, std::memory_order_relaxed);
+  return true;
+}
+
 Reply handle_public(Services& s, const Request& req) {
   std::string_view target = req.target();
   std::string_view path = target.substr(0, target.find('?'));
@@ -513,7 +534,10 @@ Reply handle_public(Services& s, const Request& req) {
     return web::handle_portal(s, req);
   }
   if (path == "/readyz") {
-    bool storage = s.pipeline.storage_ok() && !s.store.probe_write();
+    if (req.method() != beast_http::verb::get && req.method() != beast_http::verb::head) {
+      return json_error(405, "method_not_allowed", "use GET or HEAD");
+    }
+    bool storage = s.pipeline.storage_ok() && storage_probe_ok(s.store);
     bool queue = s.pipeline.queue_depth() < s.pipeline.queue_capacity() * 9 / 10;
     json::object o;
     o["status"] = storage && queue ? "ready" : "not_ready";

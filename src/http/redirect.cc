@@ -1,5 +1,6 @@
 #include "redirect.h"
 
+#include <array>
 #include <charconv>
 
 #include <boost/beast/http/field.hpp>
@@ -137,26 +138,41 @@ ip::address client_address(const Request& req, const ip::address& peer, const Tr
   if (proxies.empty() || !proxies.contains(peer)) {
     return peer;
   }
-  std::string_view xff = header(req, "X-Forwarded-For");
+  // Several X-Forwarded-For lines are one list in their order (RFC 9110, 5.3): a proxy that
+  // adds a line of its own puts it last. Read from the right, up to the first address that is
+  // not a trusted proxy.
+  constexpr std::size_t kMaxLines = 16;
+  std::array<std::string_view, kMaxLines> lines;
+  std::size_t n = 0;
+  auto [first, last] = req.equal_range("X-Forwarded-For");
+  for (auto it = first; it != last; ++it) {
+    if (n == kMaxLines) {
+      return peer;  // more lines than any proxy chain adds: trust none of them
+    }
+    lines[n++] = std::string_view(it->value());
+  }
   ip::address client = peer;
-  while (!xff.empty()) {
-    auto comma = xff.rfind(',');
-    std::string_view item = comma == std::string_view::npos ? xff : xff.substr(comma + 1);
-    xff = comma == std::string_view::npos ? std::string_view() : xff.substr(0, comma);
-    while (!item.empty() && item.front() == ' ') {
-      item.remove_prefix(1);
-    }
-    while (!item.empty() && item.back() == ' ') {
-      item.remove_suffix(1);
-    }
-    boost::system::error_code ec;
-    auto a = ip::make_address(item, ec);
-    if (ec) {
-      break;  // a garbled entry: trust nothing to its left
-    }
-    client = a;
-    if (!proxies.contains(a)) {
-      break;
+  while (n > 0) {
+    std::string_view xff = lines[--n];
+    while (!xff.empty()) {
+      auto comma = xff.rfind(',');
+      std::string_view item = comma == std::string_view::npos ? xff : xff.substr(comma + 1);
+      xff = comma == std::string_view::npos ? std::string_view() : xff.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+        item.remove_prefix(1);
+      }
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+        item.remove_suffix(1);
+      }
+      boost::system::error_code ec;
+      auto a = ip::make_address(item, ec);
+      if (ec) {
+        return client;  // a garbled entry: trust nothing to its left
+      }
+      client = a;
+      if (!proxies.contains(a)) {
+        return client;
+      }
     }
   }
   return client;

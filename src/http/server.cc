@@ -206,12 +206,31 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
       count(metrics::Route::kOther, refusal->status);
       return write_reply(*refusal);
     }
+    read_body_part();
+  }
+
+  // Reads the body in parts and counts every byte of the request. Beast's body limit counts
+  // only the body's payload: chunk extensions and trailer fields would otherwise be read and
+  // kept without bound (a trailer of 150 MB was). The request as a whole may take the header
+  // limit (once more, for trailers) plus twice the body limit (for chunk framing); past that it
+  // is refused as too large.
+  void read_body_part() {
     if (parser_->is_done()) {
       return on_read({});
     }
-    bhttp::async_read(
+    bhttp::async_read_some(
         stream_, buffer_, *parser_,
-        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+          if (ec) {
+            return self->on_read(ec);
+          }
+          self->header_bytes_ += n;
+          const auto& c = self->cfg();
+          if (self->header_bytes_ > 2 * std::size_t{c.max_header_bytes} + 2 * c.max_body_bytes) {
+            return self->on_read(bhttp::error::body_limit);
+          }
+          self->read_body_part();
+        });
   }
 
   void on_read(beast::error_code ec) {
@@ -380,7 +399,7 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   std::shared_ptr<Session> self_;
   std::chrono::steady_clock::time_point read_done_;
   std::uint64_t requests_ = 0;
-  std::size_t header_bytes_ = 0;  // of the request being read
+  std::size_t header_bytes_ = 0;  // of the request being read (its body's too, once read)
   bool reading_ = false;
   bool keep_alive_ = true;
   bool http10_ = false;

@@ -1,5 +1,7 @@
 #include "client.h"
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <utility>
 
@@ -156,9 +158,26 @@ bool is_private_address(const asio::ip::address& address) noexcept {
       return is_private_address(asio::ip::make_address_v4(asio::ip::v4_mapped, v6));
     }
     const auto bytes = v6.to_bytes();
+    auto v4_at = [&bytes](std::size_t at) {
+      return asio::ip::address_v4(asio::ip::address_v4::bytes_type{
+          bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]});
+    };
+    bool zero_prefix = std::all_of(bytes.begin(), bytes.begin() + 12, [](auto b) { return b == 0; });
+    // IPv4 addresses carried inside IPv6 ones reach the IPv4 host: ::a.b.c.d (IPv4-compatible),
+    // 64:ff9b::/96 (NAT64) and 2002::/16 (6to4) are judged by the address they carry.
+    if (zero_prefix && !v6.is_loopback() && !v6.is_unspecified()) {
+      return is_private_address(v4_at(12));
+    }
+    static constexpr std::array<unsigned char, 12> kNat64{0x00, 0x64, 0xff, 0x9b};
+    if (std::equal(kNat64.begin(), kNat64.end(), bytes.begin())) {
+      return is_private_address(v4_at(12));
+    }
+    if (bytes[0] == 0x20 && bytes[1] == 0x02) {
+      return is_private_address(v4_at(2));
+    }
     bool unique_local = (bytes[0] & 0xfe) == 0xfc;  // fc00::/7
     return v6.is_loopback() || v6.is_unspecified() || v6.is_link_local() || v6.is_site_local() ||
-           unique_local;
+           unique_local || v6.is_multicast();
   }
 
   const std::uint32_t a = address.to_v4().to_uint();
@@ -169,7 +188,11 @@ bool is_private_address(const asio::ip::address& address) noexcept {
          || in(0xac100000, 12)   // 172.16.0.0/12
          || in(0xc0a80000, 16)   // 192.168.0.0/16
          || in(0xa9fe0000, 16)   // 169.254.0.0/16, link-local (cloud metadata lives here)
-         || in(0x64400000, 10);  // 100.64.0.0/10, carrier-grade NAT
+         || in(0x64400000, 10)   // 100.64.0.0/10, carrier-grade NAT
+         || in(0xc0000000, 24)   // 192.0.0.0/24, IETF protocol assignments
+         || in(0xc6120000, 15)   // 198.18.0.0/15, benchmarking
+         || in(0xe0000000, 4)    // 224.0.0.0/4, multicast
+         || in(0xf0000000, 4);   // 240.0.0.0/4, reserved, and the broadcast address
 }
 
 asio::awaitable<Outcome> send_once(ssl::context& tls,

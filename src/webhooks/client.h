@@ -29,8 +29,10 @@ struct Target {
 Result<Target> parse_target(std::string_view url);
 
 // True for addresses a webhook must not reach unless private targets are allowed: loopback,
-// RFC 1918, link-local, shared and unspecified IPv4; loopback, unspecified, link-local and
-// unique-local IPv6; and IPv4-mapped forms of those.
+// RFC 1918, link-local, shared, unspecified, protocol-assignment, benchmarking, multicast and
+// reserved IPv4; loopback, unspecified, link-local, unique-local and multicast IPv6; and the
+// IPv6 forms that carry an IPv4 address (mapped, compatible, NAT64 64:ff9b::/96, 6to4 2002::/16)
+// judged by that address.
 bool is_private_address(const boost::asio::ip::address& address) noexcept;
 
 // What the receiver said, or why it said nothing.

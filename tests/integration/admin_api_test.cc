@@ -73,6 +73,16 @@ TEST_F(AdminApiTest, EnrolsReferrerWithCodeAndUrl) {
   EXPECT_EQ(v.at("url"), expected_url.c_str());
 }
 
+TEST_F(AdminApiTest, RefusesControlCharactersInAReferrersExternalId) {
+  create_program();
+  for (const char* id : {R"(u\u0000)", R"(u\n1)", R"(\u007f)"}) {
+    HttpResponse r = admin("POST", "/v1/programs/acme/referrers",
+                           std::string(R"({"external_id": ")") + id + R"(", "name": "Ana"})");
+    EXPECT_EQ(r.status, 400) << id << ": " << r.body;
+    EXPECT_EQ(parse_json(r).at("error").at("code"), "invalid_field") << r.body;
+  }
+}
+
 TEST_F(AdminApiTest, RejectsMissingOrWrongAdminKey) {
   const std::string body = program_body("acme", std::string(kDestination));
   for (std::string_view key : {std::string_view(), std::string_view("wrong-key-0123456789abc")}) {

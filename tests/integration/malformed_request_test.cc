@@ -98,6 +98,47 @@ TEST_F(MalformedRequestTest, AnswersOversizedBodyWith413) {
   EXPECT_EQ(admin("GET", "/v1/programs/big").status, 404);
 }
 
+// Chunk extensions and trailer fields are not body bytes, so Beast's body limit does not see
+// them; the request as a whole may take twice the header limit plus twice the body limit
+// (12 KiB here). Found by a hostile review: a 150 MB trailer was read and kept.
+TEST_F(MalformedRequestTest, AnswersOversizedTrailerAndChunkExtensionWith413) {
+  const std::string head =
+      "POST /v1/conversions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  std::string trailer;
+  for (int i = 0; i < 20; ++i) {
+    trailer += "X-T" + std::to_string(i) + ": " + std::string(1000, 'a') + "\r\n";
+  }
+  expect_rejected(public_endpoint(), head + "2\r\n{}\r\n0\r\n" + trailer + "\r\n", 413,
+                  "body_too_large");
+  expect_redirect_works();
+  expect_rejected(public_endpoint(),
+                  head + "2;a=" + std::string(20'000, 'b') + "\r\n{}\r\n0\r\n\r\n", 413,
+                  "body_too_large");
+  expect_redirect_works();
+
+  // A small trailer is read as before: the request reaches the key check.
+  HttpConnection c(public_endpoint());
+  ASSERT_TRUE(c.connected()) << c.error();
+  ASSERT_TRUE(c.send(head + "2\r\n{}\r\n0\r\nX-T: 1\r\n\r\n")) << c.error();
+  EXPECT_EQ(c.read_response().status, 401);
+}
+
+// /readyz is public: it answers GET and HEAD only, and does not write on every call.
+TEST_F(MalformedRequestTest, ReadinessAnswersGetAndHeadOnly) {
+  for (int i = 0; i < 50; ++i) {
+    HttpResponse r = visit("/readyz");
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(parse_json(r).at("storage_writable"), true);
+    EXPECT_EQ(parse_json(r).at("restart_required"), false);
+  }
+  EXPECT_EQ(fetch(public_endpoint(), "HEAD", "/readyz").status, 200);
+  for (const char* method : {"POST", "DELETE", "PUT"}) {
+    HttpResponse r = fetch(public_endpoint(), method, "/readyz");
+    EXPECT_EQ(r.status, 405) << method;
+    EXPECT_EQ(parse_json(r).at("error").at("code"), "method_not_allowed") << method;
+  }
+}
+
 TEST_F(MalformedRequestTest, AnswersBareLineFeedInHeadersWithBadRequest) {
   expect_rejected(public_endpoint(), "GET /r/ana HTTP/1.1\r\nHost: x\r\nX-A: a\nX-B: b\r\n\r\n",
                   400, "bad_request");

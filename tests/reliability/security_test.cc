@@ -193,5 +193,101 @@ TEST_F(SecurityTest, LimitsConversionsPerClientAndPerProgram) {
                                               " refused_429=" + std::to_string(a[429] + b[429]));
 }
 
+// A proxy that adds its own X-Forwarded-For line (HAProxy's option forwardfor) puts it after the
+// client's: the lines are one list, read from the right. A client that sends a line of its own
+// with a new address each time is still one client to the per-client limit (1/s, bucket 10).
+TEST_F(SecurityTest, ReadsEveryForwardedForLineAsOneList) {
+  use_config(
+      "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
+      "conversion_rate_per_program = 0\nconversion_burst_s = 10\n");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  std::map<int, int> statuses;
+  for (int i = 0; i < 15; ++i) {
+    integration::Headers h = conversion_headers();
+    h.emplace_back("X-Forwarded-For", "6.6.6." + std::to_string(i + 1));  // the client's own
+    h.emplace_back("X-Forwarded-For", "198.51.100.1");                    // the proxy's
+    HttpResponse r = integration::fetch(
+        public_endpoint(), "POST", "/v1/conversions", h,
+        boost::json::serialize(
+            boost::json::object{{"event_id", "xff_" + std::to_string(i)}, {"type", "signup"}}));
+    statuses[r.status] += 1;
+  }
+  EXPECT_GE(statuses[201], 10);
+  EXPECT_LE(statuses[201], 11) << "a spoofed first line made the client look like many";
+  EXPECT_EQ(statuses[201] + statuses[429], 15);
+}
+
+// The publishable key is public (earnd.js sends it from browsers): it may report signups only,
+// which are kept under "pk:" + their event id and earn nothing. So it can neither read a
+// conversion the merchant reported with the secret key, nor take its event id first, nor
+// farm signup rewards; the secret key may not use the "pk:" prefix. A browser signup still
+// binds its customer, so the merchant's later sale is attributed.
+TEST_F(SecurityTest, PublishableKeyNeitherReadsNorTakesTheMerchantsConversions) {
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  auto browser = [&](boost::json::object body) {
+    body["publishable_key"] = publishable_key_;
+    return integration::fetch(public_endpoint(), "POST", "/v1/conversions",
+                              {{"Content-Type", "text/plain"}}, boost::json::serialize(body));
+  };
+  auto server = [&](const boost::json::object& body) {
+    return integration::fetch(public_endpoint(), "POST", "/v1/conversions", conversion_headers(),
+                              boost::json::serialize(body));
+  };
+  HttpResponse click = visit("/r/ana", integration::kBrowserUa);
+  ASSERT_EQ(click.status, 302);
+  std::string click_id = click_id_of(click);
+
+  // The merchant's own signup is paid; its body is not readable with the publishable key.
+  HttpResponse own = server({{"event_id", "order-77"}, {"type", "signup"}, {"click_id", click_id},
+                             {"customer_id", "cus_1"}});
+  ASSERT_EQ(own.status, 201) << own.body;
+  EXPECT_EQ(integration::parse_json(own).at("rewards").as_array().size(), 1u);
+  for (const char* type : {"refund", "sale", "bogus"}) {
+    HttpResponse r = browser({{"event_id", "order-77"}, {"type", type}});
+    EXPECT_EQ(r.status, 403) << type << ": " << r.body;
+    EXPECT_EQ(r.body.find("cus_1"), std::string::npos) << r.body;
+  }
+  HttpResponse same_id = browser({{"event_id", "order-77"}, {"type", "signup"}});
+  EXPECT_EQ(same_id.status, 201) << "answered with the merchant's conversion: " << same_id.body;
+  EXPECT_EQ(same_id.body.find("cus_1"), std::string::npos) << same_id.body;
+  EXPECT_EQ(integration::parse_json(same_id).at("event_id"), "pk:order-77");
+
+  // Taken first from the browser, an id stays free for the merchant's sale.
+  HttpResponse squat = browser({{"event_id", "ord_2001"}, {"type", "signup"}});
+  ASSERT_EQ(squat.status, 201) << squat.body;
+  HttpResponse later = server({{"event_id", "ord_2001"}, {"type", "signup"}});
+  EXPECT_EQ(later.status, 201) << "the merchant's conversion was taken as a repeat: " << later.body;
+  EXPECT_EQ(integration::parse_json(later).at("duplicate"), false);
+  HttpResponse reserved = server({{"event_id", "pk:ord_2001"}, {"type", "signup"}});
+  EXPECT_EQ(reserved.status, 400) << reserved.body;
+
+  // Browser signups earn nothing, but bind their customer to the click's referrer.
+  for (int i = 0; i < 5; ++i) {
+    HttpResponse r = browser({{"event_id", "farm_" + std::to_string(i)},
+                              {"type", "signup"},
+                              {"click_id", click_id},
+                              {"customer_id", "cus_farm_" + std::to_string(i)}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    boost::json::value v = integration::parse_json(r);
+    EXPECT_EQ(v.at("attributed"), true);
+    EXPECT_TRUE(v.at("rewards").as_array().empty()) << r.body;
+  }
+  HttpResponse repeat = browser({{"event_id", "farm_0"}, {"type", "signup"}});
+  EXPECT_EQ(repeat.status, 200);
+  EXPECT_EQ(integration::parse_json(repeat).at("duplicate"), true);
+  auto rewards = rewards_by_event();
+  EXPECT_EQ(rewards.size(), 1u) << "only the merchant's signup is paid";
+  EXPECT_EQ(rewards.count("order-77"), 1u);
+  HttpResponse sale = server({{"event_id", "sale_1"},
+                              {"type", "sale"},
+                              {"customer_id", "cus_farm_3"},
+                              {"amount_minor", 1000},
+                              {"currency", "USD"}});
+  ASSERT_EQ(sale.status, 201) << sale.body;
+  EXPECT_EQ(integration::parse_json(sale).at("match"), "customer_binding");
+}
+
 }  // namespace
 }  // namespace earnd::reliability

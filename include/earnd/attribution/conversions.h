@@ -35,10 +35,14 @@ class Outbox;
 
 namespace earnd::attribution {
 
+// Signups reported with the publishable key are stored and answered under this prefix and their
+// event id (ConversionService::stored_event_id); secret-key event ids may not start with it.
+inline constexpr std::string_view kBrowserEventPrefix = "pk:";
+
 struct ConversionRequest {
   std::string program;                        // resolved from the key by the caller
   boost::json::object body;                   // the contract's fields
-  bool publishable = false;                   // came with the publishable key: signups only
+  bool publishable = false;  // came with the publishable key: signups only, kept apart, unpaid
   std::optional<std::uint64_t> visitor_hash;  // the browser's, for probabilistic matching
 };
 
@@ -103,6 +107,7 @@ class ConversionService {
   struct Batch;
   ConversionReply handle(Batch& batch, ConversionRequest& req);
   ConversionReply handle_checked(Batch& batch, ConversionRequest& req);
+  static std::string stored_event_id(const ConversionRequest& req);
   void attribute(Batch& batch,
                  const links::ProgramView& program,
                  const ConversionRequest& req,
