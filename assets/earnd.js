@@ -3,7 +3,9 @@
  *   <script src="https://go.example.com/v1/earnd.js" data-key="pk_..." async></script>
  * Optional attributes: data-param (the click parameter, default earnd_cid), data-cookie-days (30).
  * API: earnd.clickId() returns the stored click id or null; earnd.signup({event_id, customer_id})
- * reports a signup with the publishable key. Sales are reported server to server only. */
+ * reports a signup with the publishable key: earnd attributes it and binds the customer, but pays
+ * signup rewards only for signups the merchant's server reports with the secret key (anyone can
+ * send what a browser sends). Sales are reported server to server only. */
 (function () {
   "use strict";
   var script = document.currentScript;
