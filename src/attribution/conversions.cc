@@ -645,8 +645,9 @@ std::string ConversionService::stored_event_id(const ConversionRequest& req) {
     return std::string(kBrowserEventPrefix) + event_id;
   }
   if (event_id.starts_with(kBrowserEventPrefix)) {
-    reject("invalid_field", "event ids starting with \"pk:\" are kept for signups reported with "
-                            "the publishable key");
+    reject("invalid_field",
+           "event ids starting with \"pk:\" are kept for signups reported with "
+           "the publishable key");
   }
   return event_id;
 }

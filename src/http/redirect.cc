@@ -112,7 +112,8 @@ TrustedProxies::TrustedProxies(const std::vector<std::string>& entries) {
       v6_.push_back(ip::make_network_v6(cidr, ec));
     }
     if (ec) {
-      throw ConfigError("config: server.trusted_proxies entry \"" + e + "\" is not an address or CIDR");
+      throw ConfigError("config: server.trusted_proxies entry \"" + e +
+                        "\" is not an address or CIDR");
     }
   }
 }
@@ -134,7 +135,9 @@ bool TrustedProxies::contains(const ip::address& a) const noexcept {
   return false;
 }
 
-ip::address client_address(const Request& req, const ip::address& peer, const TrustedProxies& proxies) {
+ip::address client_address(const Request& req,
+                           const ip::address& peer,
+                           const TrustedProxies& proxies) {
   if (proxies.empty() || !proxies.contains(peer)) {
     return peer;
   }
@@ -242,7 +245,8 @@ RedirectPlan plan_redirect(const RedirectEnv& env,
   c.referrer_id = link->referrer_id;
   c.code = link->code;
   char host_buf[255];
-  c.referer_host = referer_host(header(in.request, bhttp::field::referer), host_buf, sizeof(host_buf));
+  c.referer_host =
+      referer_host(header(in.request, bhttp::field::referer), host_buf, sizeof(host_buf));
   plan.click.dedupe_ms = program.dedupe_ms;
   plan.kind = RedirectPlan::Kind::kClick;
 

@@ -557,9 +557,8 @@ AdminReply Catalog::create_referrer(std::string_view program, const json::value&
     const json::object& in = as_object(body, "the body");
     std::string external_id = req_string(in, "external_id", 128);
     // As event and customer ids: it is shown in reports, CSV files and logs.
-    if (std::any_of(external_id.begin(), external_id.end(), [](char c) {
-          return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-        })) {
+    if (std::any_of(external_id.begin(), external_id.end(),
+                    [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
       invalid("invalid_field", "external_id must not contain control characters");
     }
     std::string name = opt_string(in, "name", 200).value_or("");

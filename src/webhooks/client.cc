@@ -159,10 +159,11 @@ bool is_private_address(const asio::ip::address& address) noexcept {
     }
     const auto bytes = v6.to_bytes();
     auto v4_at = [&bytes](std::size_t at) {
-      return asio::ip::address_v4(asio::ip::address_v4::bytes_type{
-          bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]});
+      return asio::ip::address_v4(
+          asio::ip::address_v4::bytes_type{bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]});
     };
-    bool zero_prefix = std::all_of(bytes.begin(), bytes.begin() + 12, [](auto b) { return b == 0; });
+    bool zero_prefix =
+        std::all_of(bytes.begin(), bytes.begin() + 12, [](auto b) { return b == 0; });
     // IPv4 addresses carried inside IPv6 ones reach the IPv4 host: ::a.b.c.d (IPv4-compatible),
     // 64:ff9b::/96 (NAT64) and 2002::/16 (6to4) are judged by the address they carry.
     if (zero_prefix && !v6.is_loopback() && !v6.is_unspecified()) {
@@ -182,17 +183,17 @@ bool is_private_address(const asio::ip::address& address) noexcept {
 
   const std::uint32_t a = address.to_v4().to_uint();
   auto in = [a](std::uint32_t net, int bits) { return (a >> (32 - bits)) == (net >> (32 - bits)); };
-  return in(0x00000000, 8)       // 0.0.0.0/8, "this network"
-         || in(0x7f000000, 8)    // 127.0.0.0/8
-         || in(0x0a000000, 8)    // 10.0.0.0/8
-         || in(0xac100000, 12)   // 172.16.0.0/12
-         || in(0xc0a80000, 16)   // 192.168.0.0/16
-         || in(0xa9fe0000, 16)   // 169.254.0.0/16, link-local (cloud metadata lives here)
-         || in(0x64400000, 10)   // 100.64.0.0/10, carrier-grade NAT
-         || in(0xc0000000, 24)   // 192.0.0.0/24, IETF protocol assignments
-         || in(0xc6120000, 15)   // 198.18.0.0/15, benchmarking
-         || in(0xe0000000, 4)    // 224.0.0.0/4, multicast
-         || in(0xf0000000, 4);   // 240.0.0.0/4, reserved, and the broadcast address
+  return in(0x00000000, 8)      // 0.0.0.0/8, "this network"
+         || in(0x7f000000, 8)   // 127.0.0.0/8
+         || in(0x0a000000, 8)   // 10.0.0.0/8
+         || in(0xac100000, 12)  // 172.16.0.0/12
+         || in(0xc0a80000, 16)  // 192.168.0.0/16
+         || in(0xa9fe0000, 16)  // 169.254.0.0/16, link-local (cloud metadata lives here)
+         || in(0x64400000, 10)  // 100.64.0.0/10, carrier-grade NAT
+         || in(0xc0000000, 24)  // 192.0.0.0/24, IETF protocol assignments
+         || in(0xc6120000, 15)  // 198.18.0.0/15, benchmarking
+         || in(0xe0000000, 4)   // 224.0.0.0/4, multicast
+         || in(0xf0000000, 4);  // 240.0.0.0/4, reserved, and the broadcast address
 }
 
 asio::awaitable<Outcome> send_once(ssl::context& tls,

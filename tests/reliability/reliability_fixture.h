@@ -54,8 +54,7 @@ class ReliabilityTest : public EarndTest {
     HttpResponse r = admin("POST", "/v1/programs", boost::json::serialize(program));
     ASSERT_EQ(r.status, 201) << r.error << r.body;
     program_key_ = std::string(integration::parse_json(r).at("program_key").as_string());
-    publishable_key_ =
-        std::string(integration::parse_json(r).at("publishable_key").as_string());
+    publishable_key_ = std::string(integration::parse_json(r).at("publishable_key").as_string());
     referrer_id_ = enrol("u_17", "ana");
     ASSERT_FALSE(referrer_id_.empty());
   }

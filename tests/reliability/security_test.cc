@@ -207,10 +207,10 @@ TEST_F(SecurityTest, ReadsEveryForwardedForLineAsOneList) {
     integration::Headers h = conversion_headers();
     h.emplace_back("X-Forwarded-For", "6.6.6." + std::to_string(i + 1));  // the client's own
     h.emplace_back("X-Forwarded-For", "198.51.100.1");                    // the proxy's
-    HttpResponse r = integration::fetch(
-        public_endpoint(), "POST", "/v1/conversions", h,
-        boost::json::serialize(
-            boost::json::object{{"event_id", "xff_" + std::to_string(i)}, {"type", "signup"}}));
+    HttpResponse r =
+        integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
+                           boost::json::serialize(boost::json::object{
+                               {"event_id", "xff_" + std::to_string(i)}, {"type", "signup"}}));
     statuses[r.status] += 1;
   }
   EXPECT_GE(statuses[201], 10);
@@ -240,7 +240,9 @@ TEST_F(SecurityTest, PublishableKeyNeitherReadsNorTakesTheMerchantsConversions) 
   std::string click_id = click_id_of(click);
 
   // The merchant's own signup is paid; its body is not readable with the publishable key.
-  HttpResponse own = server({{"event_id", "order-77"}, {"type", "signup"}, {"click_id", click_id},
+  HttpResponse own = server({{"event_id", "order-77"},
+                             {"type", "signup"},
+                             {"click_id", click_id},
                              {"customer_id", "cus_1"}});
   ASSERT_EQ(own.status, 201) << own.body;
   EXPECT_EQ(integration::parse_json(own).at("rewards").as_array().size(), 1u);

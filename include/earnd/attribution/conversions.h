@@ -40,8 +40,8 @@ namespace earnd::attribution {
 inline constexpr std::string_view kBrowserEventPrefix = "pk:";
 
 struct ConversionRequest {
-  std::string program;                        // resolved from the key by the caller
-  boost::json::object body;                   // the contract's fields
+  std::string program;       // resolved from the key by the caller
+  boost::json::object body;  // the contract's fields
   bool publishable = false;  // came with the publishable key: signups only, kept apart, unpaid
   std::optional<std::uint64_t> visitor_hash;  // the browser's, for probabilistic matching
 };
