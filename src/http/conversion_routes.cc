@@ -1,5 +1,6 @@
 #include "conversion_routes.h"
 
+#include <algorithm>
 #include <charconv>
 #include <future>
 
@@ -124,6 +125,19 @@ std::variant<Reply, attribution::ConversionRequest> read_conversion(
 
 namespace {
 
+// The per-client limit's key: an IPv4 address, or the /64 an IPv6 address is in (one subscriber
+// line or host usually holds a whole /64, so its addresses are one client).
+std::string client_key(const boost::asio::ip::address& a) {
+  if (!a.is_v6() || a.to_v6().is_v4_mapped()) {
+    return a.is_v6()
+               ? boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6()).to_string()
+               : a.to_string();
+  }
+  auto bytes = a.to_v6().to_bytes();
+  std::fill(bytes.begin() + 8, bytes.end(), 0);
+  return boost::asio::ip::address_v6(bytes).to_string() + "/64";
+}
+
 Reply rate_limited(const RateLimiter& limiter, std::string_view who) {
   Reply r = json_error(429, "rate_limited",
                        "too many conversions from this " + std::string(who) + "; retry later");
@@ -138,7 +152,7 @@ std::variant<Reply, attribution::ConversionRequest> read_limited_conversion(
     const Request& req,
     const boost::asio::ip::address& peer,
     ConversionLimits& limits) {
-  if (!limits.per_client.allow(client_address(req, peer, env.proxies).to_string())) {
+  if (!limits.per_client.allow(client_key(client_address(req, peer, env.proxies)))) {
     return rate_limited(limits.per_client, "client");
   }
   auto read = read_conversion(env, req, peer);

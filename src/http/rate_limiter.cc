@@ -19,6 +19,9 @@ bool RateLimiter::allow(std::string_view key, Clock::time_point now) {
   if (it == buckets_.end()) {
     if (buckets_.size() >= max_keys_) {
       forget_idle(now);
+      if (buckets_.size() >= max_keys_) {
+        return false;  // every tracked key is busy: no room to judge a new one fairly
+      }
     }
     it = buckets_.emplace(std::string(key), Bucket{burst_, now}).first;
   }
@@ -42,9 +45,6 @@ void RateLimiter::forget_idle(Clock::time_point now) {
     double elapsed = std::chrono::duration<double>(now - kv.second.at).count();
     return kv.second.tokens + elapsed * rate_ >= burst_;
   });
-  if (buckets_.size() >= max_keys_) {
-    buckets_.clear();
-  }
 }
 
 }  // namespace earnd::http

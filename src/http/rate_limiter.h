@@ -18,9 +18,9 @@ class RateLimiter {
   using Clock = std::chrono::steady_clock;
 
   // rate_per_s 0 turns the limiter off (allow() is always true). max_keys bounds the memory:
-  // when that many keys are tracked, idle ones (whose bucket has refilled) are forgotten.
-  // LIMIT: if every tracked key is busy at that point, all are forgotten, so a flood of new
-  // keys (many spoofed client addresses) resets everyone's budget; a per-prefix limit would not.
+  // when that many keys are tracked, idle ones (whose bucket has refilled) are forgotten; if
+  // every tracked key is still busy, a new key is refused until some refill (a flood of new
+  // keys must not reset the budgets of the keys already tracked).
   RateLimiter(double rate_per_s, double burst, std::size_t max_keys = 100'000);
 
   // Takes one token from key's bucket; false when it is empty. Does not allocate for a key

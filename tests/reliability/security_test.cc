@@ -291,5 +291,34 @@ TEST_F(SecurityTest, PublishableKeyNeitherReadsNorTakesTheMerchantsConversions) 
   EXPECT_EQ(integration::parse_json(sale).at("match"), "customer_binding");
 }
 
+// An IPv6 client usually holds a whole /64: its addresses are one client to the per-client
+// limit (1/s, bucket 10), so walking through them does not buy more conversions.
+TEST_F(SecurityTest, CountsAnIpv6SlashSixtyFourAsOneClient) {
+  use_config(
+      "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
+      "conversion_rate_per_program = 0\nconversion_burst_s = 10\n");
+  ASSERT_NO_FATAL_FAILURE(start_server());
+  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
+  std::map<int, int> statuses;
+  for (int i = 0; i < 15; ++i) {
+    integration::Headers h = conversion_headers();
+    h.emplace_back("X-Forwarded-For", "2001:db8:1:2::" + std::to_string(i + 1));
+    HttpResponse r =
+        integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
+                           boost::json::serialize(boost::json::object{
+                               {"event_id", "v6_" + std::to_string(i)}, {"type", "signup"}}));
+    statuses[r.status] += 1;
+  }
+  EXPECT_GE(statuses[201], 10);
+  EXPECT_LE(statuses[201], 11) << "each address of the /64 got its own budget";
+  // Another /64 has its own.
+  integration::Headers h = conversion_headers();
+  h.emplace_back("X-Forwarded-For", "2001:db8:1:3::1");
+  EXPECT_EQ(integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
+                               R"({"event_id": "v6_other", "type": "signup"})")
+                .status,
+            201);
+}
+
 }  // namespace
 }  // namespace earnd::reliability
