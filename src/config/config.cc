@@ -265,7 +265,10 @@ void validate(const Config& c) {
   (void)split_host_port(c.server.public_listen);
   (void)split_host_port(c.server.admin_listen);
   check(c.server.io_threads >= 1 && c.server.io_threads <= 256, "server.io_threads must be 1..256");
-  check(c.server.max_header_bytes >= 512, "server.max_header_bytes must be at least 512");
+  // Beast refuses (by throwing) a field longer than 64 KiB; staying below keeps every field,
+  // trailers included, inside what it parses.
+  check(c.server.max_header_bytes >= 512 && c.server.max_header_bytes <= 61'440,
+        "server.max_header_bytes must be 512..61440");
   check(c.server.max_body_bytes >= 1024, "server.max_body_bytes must be at least 1024");
   check(c.server.max_connections >= 1, "server.max_connections must be at least 1");
   check(c.server.conversion_burst_s >= 1, "server.conversion_burst_s must be at least 1");

@@ -535,7 +535,9 @@ Reply handle_public(Services& s, const Request& req) {
   }
   if (path == "/readyz") {
     if (req.method() != beast_http::verb::get && req.method() != beast_http::verb::head) {
-      return json_error(405, "method_not_allowed", "use GET or HEAD");
+      Reply r = json_error(405, "method_not_allowed", "use GET or HEAD");
+      r.headers.emplace_back("Allow", "GET, HEAD");
+      return r;
     }
     bool storage = s.pipeline.storage_ok() && storage_probe_ok(s.store);
     bool queue = s.pipeline.queue_depth() < s.pipeline.queue_capacity() * 9 / 10;

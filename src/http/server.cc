@@ -117,7 +117,10 @@ std::optional<Reply> framing_error(const Request& req) {
 class Session : public std::enable_shared_from_this<Session>, public ingest::CommitWaiter {
  public:
   Session(tcp::socket socket, Worker& worker, Shared& shared)
-      : stream_(std::move(socket)), worker_(worker), shared_(shared) {
+      : stream_(std::move(socket)),
+        buffer_(std::size_t{shared.services.config.server.max_header_bytes} + kReadSlackBytes),
+        worker_(worker),
+        shared_(shared) {
     worker_.sessions.insert(this);
     shared_.services.metrics.connections_open.fetch_add(1, std::memory_order_relaxed);
     beast::error_code ec;
@@ -269,10 +272,11 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
     shared_.services.metrics.requests_rejected_parse.fetch_add(1, std::memory_order_relaxed);
     unsigned status = 400;
     std::string code = "bad_request";
-    if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+    bool in_body = parser_ && parser_->is_header_done();
+    if (ec == bhttp::error::header_limit || (ec == bhttp::error::buffer_overflow && !in_body)) {
       status = 431;
       code = "header_too_large";
-    } else if (ec == bhttp::error::body_limit) {
+    } else if (ec == bhttp::error::body_limit || ec == bhttp::error::buffer_overflow) {
       status = 413;
       code = "body_too_large";
     }
@@ -390,7 +394,13 @@ class Session : public std::enable_shared_from_this<Session>, public ingest::Com
   }
 
   beast::tcp_stream stream_;
-  beast::flat_buffer buffer_;  // bounded by the parser's header and body limits
+  // Bytes read and not yet parsed. Beast parses a header or a chunked body's trailer only once
+  // all of it is here, so without a cap a trailer sent in pieces grew it without bound (1.4 GB
+  // in a hostile review); past the cap the read fails with buffer_overflow. Body bytes leave it
+  // as they are parsed. max_header_bytes stays below 64 KiB (config validation), so no field
+  // reaches Beast's own limit, which throws.
+  static constexpr std::size_t kReadSlackBytes = 4096;
+  beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::string out_;
   Worker& worker_;
@@ -525,7 +535,19 @@ Server::Server(Services services) : impl_(std::make_unique<Impl>(services)) {
   for (auto& w : impl_->workers) {
     accept_loop(*w, impl_->shared);
     w->work.emplace(w->ioc.get_executor());
-    w->thread = std::thread([wp = w.get()] { wp->ioc.run(); });
+    w->thread = std::thread([wp = w.get(), log = impl_->shared.log] {
+      // A handler that throws (a bug, or a library refusing input it should have been kept
+      // from) must not end the process: log it and go on serving. The session whose handler
+      // threw is dropped with its last reference.
+      while (true) {
+        try {
+          wp->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          log->error("event=handler_exception error=\"{}\"", e.what());
+        }
+      }
+    });
   }
 }
 

@@ -299,6 +299,7 @@ TEST_F(ConfigValidateTest, RejectsOutOfRangeValues) {
 
   rejects([](Config& c) { c.server.io_threads = 0; });
   rejects([](Config& c) { c.server.max_header_bytes = 511; });
+  rejects([](Config& c) { c.server.max_header_bytes = 61'441; });
   rejects([](Config& c) { c.storage.max_batch = 0; });
   rejects([](Config& c) { c.storage.queue_capacity = 15; });
   rejects([](Config& c) { c.clicks.shard_count = 257; });

@@ -1,7 +1,9 @@
 // Malformed and oversized requests: each is answered once with a 4xx and its connection closed,
 // and the server keeps serving redirects afterwards.
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -116,6 +118,31 @@ TEST_F(MalformedRequestTest, AnswersOversizedTrailerAndChunkExtensionWith413) {
                   "body_too_large");
   expect_redirect_works();
 
+  // One trailer field longer than Beast's 64 KiB field limit, which throws: refused, not a crash
+  // (found by a second review: it ended the process).
+  expect_rejected(public_endpoint(), head + "0\r\nX: " + std::string(66'000, 'a') + "\r\n\r\n", 413,
+                  "body_too_large");
+  expect_redirect_works();
+
+  // A trailer sent in pieces, as a slow client does: refused once it passes the limit, long
+  // before the 400 KB the client would send (it grew without bound before).
+  {
+    HttpConnection c(public_endpoint());
+    ASSERT_TRUE(c.connected()) << c.error();
+    ASSERT_TRUE(c.send(head + "2\r\n{}\r\n0\r\n"));
+    std::size_t sent = 0;
+    for (int i = 0;
+         i < 400 && c.send("X-T" + std::to_string(i) + ": " + std::string(990, 'a') + "\r\n");
+         ++i) {
+      sent += 1000;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    HttpResponse r = c.read_response();
+    EXPECT_EQ(r.status, 413) << r.error << " after " << sent << " bytes of trailer";
+    EXPECT_LT(sent, 400'000u) << "the whole trailer was taken";
+  }
+  expect_redirect_works();
+
   // A small trailer is read as before: the request reaches the key check.
   HttpConnection c(public_endpoint());
   ASSERT_TRUE(c.connected()) << c.error();
@@ -136,6 +163,7 @@ TEST_F(MalformedRequestTest, ReadinessAnswersGetAndHeadOnly) {
     HttpResponse r = fetch(public_endpoint(), method, "/readyz");
     EXPECT_EQ(r.status, 405) << method;
     EXPECT_EQ(parse_json(r).at("error").at("code"), "method_not_allowed") << method;
+    EXPECT_EQ(r.header("Allow").value_or(""), "GET, HEAD") << method;
   }
 }
 

@@ -30,7 +30,8 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# build_release: configure once, then build everything into build/ (programs in build/bin).
+# build_release [TARGET...]: configure once, then build the targets (default: everything,
+# tests and benchmarks included) into build/ (programs in build/bin).
 build_release() {
   export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
   # Paths under the checkout are hashed relative to it, so a clone in another folder (CI)
@@ -40,5 +41,5 @@ build_release() {
   if [[ ! -f build/CMakeCache.txt ]]; then
     cmake --preset release >/dev/null
   fi
-  cmake --build build -j"$(nproc)"
+  cmake --build build -j"$(nproc)" ${1:+--target "$@"}
 }
