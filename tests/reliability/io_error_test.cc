@@ -185,12 +185,19 @@ class IoErrorTest : public ::testing::Test {
                        " stored_after_restart=" + std::to_string(o.stored_after_reopen));
   }
 
+  void expect_refused_until_restart(IoErrors kind, std::string_view figures);
+
   TempDir dir_;
 };
 
-// Checks one kind of failure: refused while failing, nothing stored after healing until the
-// restart (RocksDB keeps refusing after a fatal write error), nothing acknowledged lost.
-void expect_refused_until_restart(const Outcome& o) {
+// Runs one kind of failure and checks it: refused while failing, nothing stored after healing
+// until the restart (RocksDB keeps refusing after a fatal write error), nothing acknowledged
+// lost, the reopened store writable.
+void IoErrorTest::expect_refused_until_restart(IoErrors kind, std::string_view figures) {
+  auto seed = reliability_seed();
+  std::mt19937_64 rng(seed);
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  Outcome o = run(kind, rng);
   EXPECT_GT(o.failed_fs_calls, 0u);
   EXPECT_GT(o.refused, 0u);
   EXPECT_GT(o.acknowledged, 0u);
@@ -201,25 +208,16 @@ void expect_refused_until_restart(const Outcome& o) {
   EXPECT_TRUE(o.needs_restart) << "the store did not say it needs a restart";
   EXPECT_EQ(o.recovered_rounds, 0) << "a click was acknowledged after a fatal write error";
   EXPECT_TRUE(o.stored_after_reopen) << "the reopened store refused a write";
+  report(figures, seed, o);
 }
 
 TEST_F(IoErrorTest, FailingDiskIsRefusedUntilRestartAndLosesNothingAcknowledged) {
-  auto seed = reliability_seed();
-  std::mt19937_64 rng(seed);
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  Outcome o = run(IoErrors::kEio, rng);
-  expect_refused_until_restart(o);
-  report("io_error_eio", seed, o);
+  expect_refused_until_restart(IoErrors::kEio, "io_error_eio");
 }
 
 // The case storage.min_free_mb exists to prevent (DiskFullTest): RocksDB itself meets ENOSPC.
 TEST_F(IoErrorTest, FullDiskMetByRocksDbIsRefusedUntilRestartAndLosesNothingAcknowledged) {
-  auto seed = reliability_seed();
-  std::mt19937_64 rng(seed);
-  SCOPED_TRACE("seed " + std::to_string(seed));
-  Outcome o = run(IoErrors::kNoSpace, rng);
-  expect_refused_until_restart(o);
-  report("io_error_enospc", seed, o);
+  expect_refused_until_restart(IoErrors::kNoSpace, "io_error_enospc");
 }
 
 }  // namespace

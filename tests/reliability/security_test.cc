@@ -50,7 +50,33 @@ std::vector<std::string> forms_of(const std::string& address) {
   return forms;
 }
 
-class SecurityTest : public ReliabilityTest {};
+class SecurityTest : public ReliabilityTest {
+ protected:
+  // Starts earnd behind a trusted proxy with a per-client limit of 1 conversion a second
+  // (bucket 10) and no per-program limit, then posts 15 signups, the i-th carrying the
+  // X-Forwarded-For lines forwarded_for(i). Returns the count of each status.
+  template <typename ForwardedFor>
+  std::map<int, int> signups_through_proxy(const std::string& prefix, ForwardedFor forwarded_for) {
+    use_config(
+        "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
+        "conversion_rate_per_program = 0\nconversion_burst_s = 10\n");
+    start_server();
+    create_rewarding_program();
+    std::map<int, int> statuses;
+    for (int i = 0; i < 15; ++i) {
+      integration::Headers h = conversion_headers();
+      for (const std::string& line : forwarded_for(i)) {
+        h.emplace_back("X-Forwarded-For", line);
+      }
+      HttpResponse r =
+          integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
+                             boost::json::serialize(boost::json::object{
+                                 {"event_id", prefix + std::to_string(i)}, {"type", "signup"}}));
+      statuses[r.status] += 1;
+    }
+    return statuses;
+  }
+};
 
 TEST_F(SecurityTest, DataDirectoryAndLogHoldNoRawClientAddress) {
   use_config("[server]\ntrusted_proxies = [\"127.0.0.1\"]\n");
@@ -197,22 +223,11 @@ TEST_F(SecurityTest, LimitsConversionsPerClientAndPerProgram) {
 // client's: the lines are one list, read from the right. A client that sends a line of its own
 // with a new address each time is still one client to the per-client limit (1/s, bucket 10).
 TEST_F(SecurityTest, ReadsEveryForwardedForLineAsOneList) {
-  use_config(
-      "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
-      "conversion_rate_per_program = 0\nconversion_burst_s = 10\n");
-  ASSERT_NO_FATAL_FAILURE(start_server());
-  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
-  std::map<int, int> statuses;
-  for (int i = 0; i < 15; ++i) {
-    integration::Headers h = conversion_headers();
-    h.emplace_back("X-Forwarded-For", "6.6.6." + std::to_string(i + 1));  // the client's own
-    h.emplace_back("X-Forwarded-For", "198.51.100.1");                    // the proxy's
-    HttpResponse r =
-        integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
-                           boost::json::serialize(boost::json::object{
-                               {"event_id", "xff_" + std::to_string(i)}, {"type", "signup"}}));
-    statuses[r.status] += 1;
-  }
+  auto statuses = signups_through_proxy("xff_", [](int i) {
+    // The client's own line, then the proxy's.
+    return std::vector<std::string>{"6.6.6." + std::to_string(i + 1), "198.51.100.1"};
+  });
+  ASSERT_FALSE(HasFatalFailure());
   EXPECT_GE(statuses[201], 10);
   EXPECT_LE(statuses[201], 11) << "a spoofed first line made the client look like many";
   EXPECT_EQ(statuses[201] + statuses[429], 15);
@@ -294,21 +309,10 @@ TEST_F(SecurityTest, PublishableKeyNeitherReadsNorTakesTheMerchantsConversions) 
 // An IPv6 client usually holds a whole /64: its addresses are one client to the per-client
 // limit (1/s, bucket 10), so walking through them does not buy more conversions.
 TEST_F(SecurityTest, CountsAnIpv6SlashSixtyFourAsOneClient) {
-  use_config(
-      "[server]\ntrusted_proxies = [\"127.0.0.1\"]\nconversion_rate_per_client = 1\n"
-      "conversion_rate_per_program = 0\nconversion_burst_s = 10\n");
-  ASSERT_NO_FATAL_FAILURE(start_server());
-  ASSERT_NO_FATAL_FAILURE(create_rewarding_program());
-  std::map<int, int> statuses;
-  for (int i = 0; i < 15; ++i) {
-    integration::Headers h = conversion_headers();
-    h.emplace_back("X-Forwarded-For", "2001:db8:1:2::" + std::to_string(i + 1));
-    HttpResponse r =
-        integration::fetch(public_endpoint(), "POST", "/v1/conversions", h,
-                           boost::json::serialize(boost::json::object{
-                               {"event_id", "v6_" + std::to_string(i)}, {"type", "signup"}}));
-    statuses[r.status] += 1;
-  }
+  auto statuses = signups_through_proxy("v6_", [](int i) {
+    return std::vector<std::string>{"2001:db8:1:2::" + std::to_string(i + 1)};
+  });
+  ASSERT_FALSE(HasFatalFailure());
   EXPECT_GE(statuses[201], 10);
   EXPECT_LE(statuses[201], 11) << "each address of the /64 got its own budget";
   // Another /64 has its own.
