@@ -259,6 +259,7 @@ struct Node::Impl {
   std::atomic<bool> replaying{false};
   std::atomic<std::uint64_t> stalls_total{0};  // idle consumers replaced while the stream had more
   std::atomic<std::uint64_t> gaps_total{0};    // sequence jumps that made the indexer read again
+  std::atomic<std::uint64_t> filled_total{0};  // clicks read one by one where a consumer skipped
   std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
@@ -588,6 +589,52 @@ struct Node::Impl {
     return sub;
   }
 
+  // A click message's body (id, then the encoded click) into the batch unless the index has
+  // it already; true when added.
+  bool index_click(std::string_view data, store::ClickBatch& batch, std::uint64_t& first_ts) {
+    auto id = ClickId::from_key(data.substr(0, std::min(data.size(), kClickIdBytes)));
+    if (!id || data.size() <= kClickIdBytes)
+      return false;
+    auto rec = decode_click(*id, data.substr(kClickIdBytes));
+    auto have = store.get_click(*id);
+    if (!rec || !have || *have)
+      return false;
+    batch.add(*rec);
+    if (first_ts == 0)
+      first_ts = rec->ts_ms;
+    return true;
+  }
+
+  // Sequences from..to read one by one from the stream (its leader answers) into the batch.
+  // False when the stream could not be asked; what it answers "no message" for is a hole
+  // (aged out, or removed), logged once as a range.
+  bool fill_gap(std::uint64_t from, std::uint64_t to, store::ClickBatch& batch,
+                std::uint64_t& first_ts) {
+    std::uint64_t missing = 0;
+    std::uint64_t filled = 0;
+    for (std::uint64_t q = from; q <= to; ++q) {
+      natsMsg* m = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      natsStatus s = js_GetMsg(&m, js, kClickStream, q, nullptr, &jerr);
+      if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+        ++missing;
+        continue;
+      }
+      if (s != NATS_OK) {
+        log->warn("event=click_gap_fill_failed seq={} error=\"{}\" action=resubscribe", q,
+                  nats_error(s));
+        return false;
+      }
+      std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+      filled += index_click(data, batch, first_ts) ? 1 : 0;
+      natsMsg_Destroy(m);
+    }
+    filled_total.fetch_add(filled);
+    log->warn("event=click_gap_filled from_seq={} to_seq={} read={} not_in_stream={}", from, to,
+              filled, missing);
+    return true;
+  }
+
   void run_indexer() {
     natsSubscription* sub = nullptr;
     store::ClickBatch batch = store.make_click_batch();
@@ -671,22 +718,19 @@ struct Node::Impl {
             failed = true;
             break;
           }
-          log->warn("event=click_stream_hole from_seq={} to_seq={}", last_seq + 1, seq - 1);
+          // The same jump from the same cursor twice: ask the stream for each missing sequence.
+          // Only those it has not got are a hole; a consumer that skips what the stream holds
+          // must not cost the index those clicks.
+          if (!fill_gap(last_seq + 1, seq - 1, batch, first_ts)) {
+            natsMsg_Destroy(m);
+            failed = true;
+            break;
+          }
         }
         std::string_view data(natsMsg_GetData(m),
                               static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-        auto id = ClickId::from_key(data.substr(0, std::min(data.size(), kClickIdBytes)));
-        if (id && data.size() > kClickIdBytes) {
-          auto rec = decode_click(*id, data.substr(kClickIdBytes));
-          auto have = store.get_click(*id);
-          if (rec && have && !*have) {
-            batch.add(*rec);
-            if (replayed)
-              ++replay_added;
-            if (first_ts == 0)
-              first_ts = rec->ts_ms;
-          }
-        }
+        if (index_click(data, batch, first_ts) && replayed)
+          ++replay_added;
         if (seq != 0 && seq > last_seq)
           last_seq = seq;
         natsMsg_Destroy(m);
@@ -1384,14 +1428,13 @@ std::vector<std::string> Node::own_claims_since(std::uint64_t since_ms, std::uin
   // Read up to the bucket's last record as of now: records claimed while this runs belong to
   // this run and are written by it.
   std::string stream = std::string("KV_") + kOutcomeBucket;
-  std::uint64_t last_seq = 0;
-  {
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    if (js_GetStreamInfo(&si, i.js, stream.c_str(), nullptr, &jerr) == NATS_OK) {
-      last_seq = si->State.LastSeq;
-      jsStreamInfo_Destroy(si);
+  std::optional<std::uint64_t> last_seq;
+  while (!(last_seq = i.last_seq_of(stream.c_str()))) {
+    if (std::chrono::steady_clock::now() >= deadline) {
+      i.log->error("event=claim_recovery_skipped reason=no_stream_info since_ms={}", since_ms);
+      return out;
     }
+    sleep_ms(i.opt.retry_ms);
   }
   jsSubOptions so;
   jsSubOptions_Init(&so);
@@ -1408,15 +1451,23 @@ std::vector<std::string> Node::own_claims_since(std::uint64_t since_ms, std::uin
     return out;
   }
   std::size_t seen = 0;
-  bool at_end = false;
+  bool at_end = *last_seq == 0;
+  const auto began = std::chrono::steady_clock::now();
   while (!at_end && std::chrono::steady_clock::now() < deadline) {
     natsMsg* m = nullptr;
-    if (natsSubscription_NextMsg(&m, sub, 500) != NATS_OK)
-      break;  // caught up (or an error: what was read is still worth finishing)
+    natsStatus got = natsSubscription_NextMsg(&m, sub, 500);
+    if (got == NATS_TIMEOUT && seen > 0)
+      continue;  // a pause in delivery before the last record: wait on, up to the deadline
+    if (got != NATS_OK) {
+      // Nothing at all since since_ms: every record is older, so none is this run's to redo.
+      // Another error: what was read is still worth finishing, and the line below says so.
+      at_end = at_end || (got == NATS_TIMEOUT && seen == 0);
+      break;
+    }
     ++seen;
     jsMsgMetaData* md = nullptr;
     if (natsMsg_GetMetaData(&md, m) == NATS_OK) {
-      at_end = md->Sequence.Stream >= last_seq;
+      at_end = md->Sequence.Stream >= *last_seq;
       jsMsgMetaData_Destroy(md);
     }
     std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
@@ -1432,8 +1483,13 @@ std::vector<std::string> Node::own_claims_since(std::uint64_t since_ms, std::uin
     natsMsg_Destroy(m);
   }
   natsSubscription_Destroy(sub);
-  i.log->info("event=claim_recovery_scan since_ms={} records={} own={}", since_ms, seen,
-              out.size());
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - began);
+  // Incomplete (the deadline passed first): an outcome this node claimed but never wrote may
+  // stay unwritten, its ledger entry missing; nothing retries it later, hence the error line.
+  i.log->log(at_end ? spdlog::level::info : spdlog::level::err,
+             "event=claim_recovery_scan since_ms={} records={} own={} complete={} ms={}", since_ms,
+             seen, out.size(), at_end, took.count());
   return out;
 }
 
@@ -1516,6 +1572,7 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["replaying"] = st.replaying;
   o["replayed"] = st.replayed;
   o["consumer_gaps"] = st.consumer_gaps;
+  o["gap_filled_clicks"] = st.gap_filled_clicks;
   o["meta_pending"] = st.meta_pending;
   o["meta_seen_seq"] = st.meta_seen_seq;
   o["meta_last_seq"] = st.meta_last_seq;
@@ -1596,6 +1653,7 @@ Status Node::status() const {
   st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
   st.replayed = i.replayed_total.load();
   st.consumer_gaps = i.gaps_total.load();
+  st.gap_filled_clicks = i.filled_total.load();
   {
     std::lock_guard lock(i.meta_mutex);
     st.meta_pending = i.meta_pending.size() + i.meta_pushing.load();

@@ -328,6 +328,7 @@ std::unique_ptr<Store> Store::open(const StoreOptions& options) {
   // need not also commit a new file size: about half the latency per synced batch here (see
   // docs/benchmarks.md), and that latency is what a 302 waits for in group durability.
   db.recycle_log_file_num = options.recycle_wal_files;
+  db.enable_pipelined_write = options.pipelined_write;
 
   auto cache = rocksdb::NewLRUCache(std::size_t{options.block_cache_mb} << 20);
   std::vector<rocksdb::ColumnFamilyDescriptor> families;

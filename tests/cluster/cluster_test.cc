@@ -854,11 +854,19 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
   };
   // Six clients: on a, on b, and alternating, each pass over half of the events, so that every
   // event is posted three times, the copies racing each other on both edges.
+  // Well inside ctest's 240 s: a stalled run ends as a failure that prints the nodes' logs
+  // (TearDown) rather than as a timeout that prints nothing.
+  const auto give_up = std::chrono::steady_clock::now() + 150s;
+  std::atomic<bool> gave_up{false};
   std::vector<std::thread> clients;
   for (int c = 0; c < 6; ++c) {
     clients.emplace_back([&, c] {
       std::unique_ptr<HttpConnection> conn[2];
       for (int i = c % 2; i < kEvents; i += 2) {
+        if (std::chrono::steady_clock::now() > give_up) {
+          gave_up = true;
+          break;
+        }
         int pass = c / 2;  // 0: a, 1: b, 2: alternate
         int edge = pass == 0 ? 0 : pass == 1 ? 1 : (i / 2) % 2;
         HttpResponse r;
@@ -896,7 +904,7 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
   }
   if (kill_b) {
     // From this thread, which started b (its parent-death signal is tied to the starting thread).
-    while (answered.load() < 5000) {
+    while (answered.load() < 5000 && std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(5ms);
     }
     b_down = true;
@@ -905,10 +913,18 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
     std::this_thread::sleep_for(3s);
     EXPECT_EQ(b.process->start(), "");
     b_down = false;
+    std::istringstream log(b.process->log_text());
+    for (std::string line; std::getline(log, line);) {
+      if (line.find("event=claim_recovery") != std::string::npos) {
+        std::printf("[ cluster ] b: %s\n", line.c_str());
+      }
+    }
   }
   for (auto& th : clients) {
     th.join();
   }
+  ASSERT_FALSE(gave_up.load()) << "150 s passed with " << answered.load() << " of "
+                               << 3 * kEvents << " posts answered";
   EXPECT_EQ(failures.load(), 0);
   int not_once = 0;
   int differing = 0;

@@ -41,6 +41,10 @@ struct StoreOptions {
   // off. RocksDB itself must never meet a full disk: Debian's build aborts on some of its
   // write-error paths, and flushes and compactions need room.
   std::uint64_t min_free_bytes = 0;
+  // RocksDB's pipelined write: while one writer's batch goes into the memtables, the next
+  // writer's batch is already written to the WAL and synced. Pays only with several threads
+  // writing synced batches at once (the pipeline's commit threads in group durability).
+  bool pipelined_write = false;
   // Bulk import only (earnctl import): the click families use unsorted vector memtables, sorted
   // once when flushed, instead of skip lists that pay a sorted insert per entry. Reads of those
   // families from the memtable then sort a copy, so a server never opens a store this way.
