@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -251,6 +252,27 @@ struct Node::Impl {
   std::atomic<std::uint64_t> forwarded_seq{0};  // durable forward cursor
   std::atomic<std::uint64_t> forwarded_total{0};
   std::atomic<std::uint64_t> publish_failures{0};
+  // Acknowledged clicks stay in the spool for opt.spool_keep_s: nats-server 2.9 acknowledges a
+  // message before it is on disk, so when every server dies at once the stream can come back
+  // without its newest messages (and reuse their sequences). After each lost connection the
+  // forwarder asks the stream whether the newest rounds it acknowledged are still there, and
+  // sends again, under the same message ids, every round after the newest one that is.
+  struct KeptRound {
+    std::chrono::steady_clock::time_point acked_at;
+    std::uint64_t spool_last = 0;  // the round's last spool sequence
+    std::uint64_t stream_seq = 0;  // the highest stream sequence acknowledged (0: not known)
+    std::string click_key;         // the click id (key form) the stream put at stream_seq
+    bool clean = false;  // no lost connection between the round's first publish and its acks
+  };
+  std::deque<KeptRound> kept;   // forwarder thread only
+  std::uint64_t kept_from = 1;  // oldest spool sequence possibly still stored; forwarder only
+  std::uint64_t prune_upto = 0;  // spool sequences up to this are due for deletion; forwarder only
+  std::atomic<std::uint64_t> kept_depth{0};         // acknowledged clicks still in the spool
+  std::atomic<std::uint64_t> disconnects{0};        // lost connections (the library's callback)
+  std::atomic<std::uint64_t> resent_total{0};       // clicks sent again after a stream lost them
+  std::mutex ack_mutex;                             // the round's acknowledgements:
+  std::uint64_t round_max_seq = 0;                  //   highest stream sequence
+  std::string round_max_key;                        //   and its click id
   std::atomic<std::uint64_t> applied_seq{0};
   std::atomic<std::uint64_t> indexed_total{0};
   // A replay asked for by earnctl cluster replay: the indexer reads the stream again from this
@@ -307,6 +329,12 @@ struct Node::Impl {
     natsOptions_SetTimeout(no, 2000);
     natsOptions_SetRetryOnFailedConnect(no, true, nullptr, nullptr);
     natsOptions_SetName(no, ("earnd-" + opt.node_id).c_str());
+    natsOptions_SetDisconnectedCB(
+        no,
+        [](natsConnection*, void* counter) {
+          static_cast<std::atomic<std::uint64_t>*>(counter)->fetch_add(1);
+        },
+        &disconnects);
     natsStatus s = natsConnection_Connect(&nc, no);
     natsOptions_Destroy(no);
     if (s != NATS_OK && s != NATS_NOT_YET_CONNECTED) {
@@ -315,18 +343,26 @@ struct Node::Impl {
     // Two contexts for asynchronous publishes (the forwarder's clicks, the meta thread's catalog
     // records), each counting its own failed acknowledgements; one for the lease bucket's
     // calls, with a short timeout.
-    auto async_context = [&](jsCtx** out, std::atomic<std::uint64_t>* failures) {
+    auto async_context = [&](jsCtx** out, std::atomic<std::uint64_t>* failures,
+                             bool note_acks = false) {
       jsOptions o;
       jsOptions_Init(&o);
       o.Wait = opt.ack_wait_ms;
       o.PublishAsync.MaxPending = opt.publish_max_pending;
-      o.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* counter) {
-        static_cast<std::atomic<std::uint64_t>*>(counter)->fetch_add(1, std::memory_order_relaxed);
-      };
-      o.PublishAsync.ErrHandlerClosure = failures;
+      if (note_acks) {
+        o.PublishAsync.AckHandler = &Impl::on_click_ack;
+        o.PublishAsync.AckHandlerClosure = this;
+      } else {
+        o.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr*, void* counter) {
+          static_cast<std::atomic<std::uint64_t>*>(counter)->fetch_add(1,
+                                                                       std::memory_order_relaxed);
+        };
+        o.PublishAsync.ErrHandlerClosure = failures;
+      }
       return natsConnection_JetStream(out, nc, &o);
     };
-    s = async_context(&js, &publish_failures);
+    // The forwarder's context also notes the highest stream sequence each round was given.
+    s = async_context(&js, &publish_failures, true);
     jsOptions lo;
     jsOptions_Init(&lo);
     lo.Wait = opt.lease_op_timeout_ms;
@@ -472,13 +508,138 @@ struct Node::Impl {
 
   // ---- forwarder ----------------------------------------------------------------------------
 
+  // The click context's acknowledgement callback (the library's thread): a failure is counted,
+  // a success noted when its sequence is the round's highest so far.
+  static void on_click_ack(jsCtx*, natsMsg* msg, jsPubAck* pa, jsPubAckErr* pae, void* closure) {
+    auto* self = static_cast<Impl*>(closure);
+    if (pa != nullptr && pae == nullptr) {
+      std::lock_guard lock(self->ack_mutex);
+      if (pa->Sequence > self->round_max_seq) {
+        self->round_max_seq = pa->Sequence;
+        int n = natsMsg_GetDataLength(msg);
+        self->round_max_key.assign(natsMsg_GetData(msg),
+                                   std::min<std::size_t>(n > 0 ? n : 0, kClickIdBytes));
+      }
+    } else {
+      self->publish_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    natsMsg_Destroy(msg);
+  }
+
+  // Deletes the spool entries whose rounds were acknowledged longer than spool_keep_s ago, at
+  // most 65,536 per call.
+  void prune_kept() {
+    auto cutoff = std::chrono::steady_clock::now() - std::chrono::seconds(opt.spool_keep_s);
+    while (!kept.empty() && kept.front().acked_at <= cutoff) {
+      prune_upto = std::max(prune_upto, kept.front().spool_last);
+      kept.pop_front();
+    }
+    if (prune_upto < kept_from)
+      return;
+    std::uint64_t to = std::min(prune_upto, kept_from + 65'535);
+    store::Store::DocBatch gone;
+    for (std::uint64_t q = kept_from; q <= to; ++q)
+      gone.deletes.push_back(spool_key(q));
+    if (auto ec = store.write(gone, false)) {
+      log->error("event=spool_prune_failed error=\"{}\"", ec.message());
+      return;  // tried again on the next pass
+    }
+    kept_from = to + 1;
+    std::uint64_t fwd = forwarded_seq.load();
+    kept_depth.store(fwd >= kept_from ? fwd - kept_from + 1 : 0);
+  }
+
+  // Whether the stream holds the message `key` at `seq`: 1 yes, 0 no (another message, or none),
+  // -1 when it could not be asked.
+  int stream_holds(std::uint64_t seq, const std::string& key) {
+    natsMsg* m = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetMsg(&m, js, kClickStream, seq, nullptr, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+      return 0;
+    if (s != NATS_OK)
+      return -1;
+    int n = natsMsg_GetDataLength(m);
+    bool same = n >= static_cast<int>(key.size()) &&
+                std::string_view(natsMsg_GetData(m), key.size()) == key;
+    natsMsg_Destroy(m);
+    return same ? 1 : 0;
+  }
+
+  // After a lost connection: finds the newest acknowledged round the stream still holds and
+  // moves the forward cursor back to it, so that every later round is sent again (the stream
+  // drops, as duplicates, what it still has within its duplicate window). False when the stream
+  // could not be asked (tried again on the next pass).
+  bool check_kept() {
+    std::uint64_t fwd = forwarded_seq.load();
+    // Entries already due for deletion are not sent again; below them nothing is kept.
+    const std::uint64_t floor = std::max(kept_from - 1, prune_upto);
+    std::uint64_t intact = floor;  // none known to be there: send all that is kept
+    std::size_t asked = 0;
+    for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+      if (!it->clean || it->stream_seq == 0)
+        continue;
+      ++asked;
+      int held = stream_holds(it->stream_seq, it->click_key);
+      if (held < 0)
+        return false;
+      if (held == 1) {
+        intact = std::max(it->spool_last, floor);
+        break;
+      }
+    }
+    if (intact >= fwd) {
+      log->info("event=stream_check kept_rounds={} asked={} lost=0", kept.size(), asked);
+      return true;
+    }
+    store::Store::DocBatch cursor;
+    cursor.puts.emplace_back(std::string(kForwardCursorKey), be64(intact));
+    if (auto ec = store.write(cursor, true)) {
+      log->error("event=forward_cursor_write_failed error=\"{}\"", ec.message());
+      return false;
+    }
+    while (!kept.empty() && kept.back().spool_last > intact)
+      kept.pop_back();
+    forwarded_seq.store(intact);
+    resent_total.fetch_add(fwd - intact);
+    log->error(
+        "event=stream_lost_clicks clicks={} from_spool_seq={} to_spool_seq={} asked={} "
+        "action=resend",
+        fwd - intact, intact + 1, fwd, asked);
+    return true;
+  }
+
   void run_forwarder() {
     std::vector<std::pair<std::uint64_t, std::string>> round;
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = opt.ack_wait_ms;
     log::RateLimitedWarn warn(std::chrono::milliseconds(10'000));
+    std::uint64_t checked_disconnects = 0;
+    std::size_t check_failures = 0;
     while (true) {
+      prune_kept();
+      if (std::uint64_t d = disconnects.load(); d != checked_disconnects) {
+        if (natsConnection_Status(nc) != NATS_CONN_STATUS_CONNECTED || !ensure_ready()) {
+          if (stopping.load())
+            return;
+          sleep_ms(opt.retry_ms);
+          continue;
+        }
+        if (check_kept()) {
+          checked_disconnects = d;
+          check_failures = 0;
+        } else if (++check_failures >= 40) {
+          log->error("event=stream_check_failed attempts={} action=give_up", check_failures);
+          checked_disconnects = d;
+          check_failures = 0;
+        } else {
+          if (stopping.load())
+            return;
+          sleep_ms(opt.retry_ms);
+          continue;
+        }
+      }
       std::uint64_t from = forwarded_seq.load() + 1;
       std::uint64_t end = sink->next_seq();
       if (from >= end) {
@@ -506,6 +667,12 @@ struct Node::Impl {
         continue;
       }
       publish_failures.store(0);
+      {
+        std::lock_guard lock(ack_mutex);
+        round_max_seq = 0;
+        round_max_key.clear();
+      }
+      const std::uint64_t round_disconnects = disconnects.load();
       bool ok = true;
       char id_text[kClickIdTextLength + 1] = {};
       for (const auto& [seq, value] : round) {
@@ -539,15 +706,19 @@ struct Node::Impl {
         continue;
       }
       store::Store::DocBatch done;
-      for (const auto& r : round)
-        done.deletes.push_back(spool_key(r.first));
       done.puts.emplace_back(std::string(kForwardCursorKey), be64(round.back().first));
       if (auto ec = store.write(done, false)) {
         log->error("event=forward_cursor_write_failed error=\"{}\"", ec.message());
         sleep_ms(opt.retry_ms);
         continue;
       }
+      {
+        std::lock_guard lock(ack_mutex);  // the round's last acknowledgement came before
+        kept.push_back({std::chrono::steady_clock::now(), round.back().first, round_max_seq,
+                        round_max_key, disconnects.load() == round_disconnects});
+      }
       forwarded_seq.store(round.back().first);
+      kept_depth.store(round.back().first - kept_from + 1);
       forwarded_total.fetch_add(round.size());
     }
   }
@@ -1220,6 +1391,17 @@ Node::Node(ClusterOptions options, store::Store& store, metrics::Metrics& metric
     ++next;
   }
   i.forwarded_seq = fwd;
+  // Acknowledged entries kept by the last run: deleted spool_keep_s from now.
+  store.scan_docs(kSpoolPrefix, [&](std::string_view key, std::string_view) {
+    i.kept_from = from_be64(key.substr(kSpoolPrefix.size()));
+    return false;
+  });
+  if (i.kept_from <= fwd) {
+    i.kept.push_back({std::chrono::steady_clock::now(), fwd, 0, {}, false});
+    i.kept_depth = fwd - i.kept_from + 1;
+  } else {
+    i.kept_from = fwd + 1;
+  }
   if (auto v = store.get_doc(kAppliedKey); v && *v)
     i.applied_seq = from_be64(**v);
   if (auto h = held_shards(store); h && h->size() == i.opt.shard_count)
@@ -1573,6 +1755,8 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["replayed"] = st.replayed;
   o["consumer_gaps"] = st.consumer_gaps;
   o["gap_filled_clicks"] = st.gap_filled_clicks;
+  o["spool_kept"] = st.spool_kept;
+  o["resent_clicks"] = st.resent_clicks;
   o["meta_pending"] = st.meta_pending;
   o["meta_seen_seq"] = st.meta_seen_seq;
   o["meta_last_seq"] = st.meta_last_seq;
@@ -1654,6 +1838,8 @@ Status Node::status() const {
   st.replayed = i.replayed_total.load();
   st.consumer_gaps = i.gaps_total.load();
   st.gap_filled_clicks = i.filled_total.load();
+  st.spool_kept = i.kept_depth.load();
+  st.resent_clicks = i.resent_total.load();
   {
     std::lock_guard lock(i.meta_mutex);
     st.meta_pending = i.meta_pending.size() + i.meta_pushing.load();

@@ -181,6 +181,7 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("drain_timeout_ms", k.drain_timeout_ms);
     t.read("click_wait_ms", k.click_wait_ms);
     t.read("consumer_pending_mb", k.consumer_pending_mb);
+    t.read("spool_keep_s", k.spool_keep_s);
   }
   {
     TableReader t(root, "log");

@@ -69,6 +69,7 @@ struct ClusterOptions {
   std::uint64_t stream_max_age_s = 0;         // click stream retention; 0: unlimited
   std::uint64_t stream_max_bytes = 0;         // 0: unlimited
   std::uint64_t consumer_pending_bytes = 256ull << 20;  // click consumer buffer
+  std::uint32_t spool_keep_s = 180;  // acknowledged clicks stay in the spool this long
 };
 
 // Parses "edge", "worker" or "both"; nullopt otherwise.
@@ -85,6 +86,8 @@ struct Status {
   bool ready = false;                   // streams and buckets exist
   std::uint64_t spool_depth = 0;        // clicks stored here and not yet acknowledged by the stream
   std::uint64_t forwarded = 0;          // clicks acknowledged by the stream since start
+  std::uint64_t spool_kept = 0;         // acknowledged clicks still kept (cluster.spool_keep_s)
+  std::uint64_t resent_clicks = 0;      // clicks sent again because the stream had lost them
   double forward_lag_s = 0;             // age of the oldest unforwarded click
   std::uint64_t applied_seq = 0;        // last stream sequence applied to the local index
   std::uint64_t stream_last_seq = 0;    // the stream's last sequence (0 when unreachable)

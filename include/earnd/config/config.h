@@ -97,6 +97,9 @@ struct ClusterConfig {
   std::uint32_t drain_timeout_ms = 10'000;  // on stop: spool, index and shard handover
   std::uint32_t click_wait_ms = 2000;  // a conversion waits this long for a recent unknown click
   std::uint32_t consumer_pending_mb = 256;  // the click consumer's buffer before it drops
+  // Acknowledged clicks stay in an edge's spool this long, to be sent again if every NATS server
+  // died before writing them out (nats-server 2.9 acknowledges before it writes).
+  std::uint32_t spool_keep_s = 180;
 };
 
 struct Config {
