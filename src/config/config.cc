@@ -182,6 +182,7 @@ void read_tables(const toml::table& root, Config& c) {
     t.read("click_wait_ms", k.click_wait_ms);
     t.read("consumer_pending_mb", k.consumer_pending_mb);
     t.read("spool_keep_s", k.spool_keep_s);
+    t.read("duplicate_window_s", k.duplicate_window_s);
   }
   {
     TableReader t(root, "log");

@@ -155,6 +155,7 @@ int serve(const earnd::config::Config& cfg, const Flags& flags) {
     co.click_wait_ms = k.click_wait_ms;
     co.consumer_pending_bytes = std::uint64_t{k.consumer_pending_mb} << 20;
     co.spool_keep_s = k.spool_keep_s;
+    co.duplicate_window_s = k.duplicate_window_s;
     node = std::make_unique<cluster::Node>(std::move(co), *store, metrics);
     agree_visitor_secret(cfg, *store, *node);
   }

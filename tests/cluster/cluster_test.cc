@@ -90,6 +90,33 @@ class Stream {
     return last;
   }
 
+  // The stream's duplicate window (Nats-Msg-Id), in seconds; false when it could not be set.
+  bool set_duplicate_window(int seconds) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetStreamInfo(&si, js_, "EARND_CLICKS", nullptr, &jerr);
+    if (s == NATS_OK) {
+      si->Config->Duplicates = std::int64_t{seconds} * 1'000'000'000;
+      jsStreamInfo* updated = nullptr;
+      s = js_UpdateStream(&updated, js_, si->Config, nullptr, &jerr);
+      if (updated != nullptr) {
+        jsStreamInfo_Destroy(updated);
+      }
+      jsStreamInfo_Destroy(si);
+    }
+    if (s != NATS_OK) {
+      error = natsStatus_GetText(s);
+    }
+    return s == NATS_OK;
+  }
+
+  // The stream deleted (whoever starts next creates it again); true when gone.
+  bool drop() {
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_DeleteStream(js_, "EARND_CLICKS", nullptr, &jerr);
+    return s == NATS_OK || s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
+  }
+
   bool remove(std::uint64_t seq) {
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_DeleteMsg(js_, "EARND_CLICKS", seq, nullptr, &jerr);
@@ -901,14 +928,29 @@ TEST_F(ClusterTest, ReplaySinceRestoresClicksAWorkersIndexLost) {
 }
 
 // A stream that comes back from every server's death without its newest clicks (nats-server
-// 2.9 acknowledges a message before writing it out, so killing all three at once can do that)
-// gets them again from the edge's spool. Made exact here: the stream's last 100 messages are
-// deleted, then every server is killed and started again (which also forgets their message
-// ids); node a, told by its lost connection, finds its newest rounds gone and sends them again.
+// 2.9 acknowledges a message before it is on disk) gets them again from the edge's spool. Made
+// exact here: the stream's last 100 messages are deleted and, once their ids have left the
+// duplicate window (a deleted message's id is remembered for the window, which a real loss
+// would not; node a creates the stream afresh with a 2 s window for this), the server node a
+// is connected to is killed and started again. Node a, told by its lost connection, finds its
+// newest rounds gone and sends them again.
 TEST_F(ClusterTest, AStreamThatLostItsNewestClicksGetsThemAgainFromTheEdgesSpool) {
-  Node a("a", scratch_, urls_);
+  {
+    Stream old(urls_);
+    ASSERT_TRUE(old.ok()) << old.error;
+    ASSERT_TRUE(old.drop());
+  }
+  std::filesystem::path config = scratch_.path() / "short-window.toml";
+  std::ofstream(config) << "[cluster]\nduplicate_window_s = 2\n";
+  Node a("a", scratch_, urls_, {"--config", config.string()});
   ASSERT_EQ(a.process->start(), "");
   ASSERT_NO_FATAL_FAILURE(make_program(a));
+  Stream stream(urls_);
+  ASSERT_TRUE(stream.ok()) << stream.error;
+  struct Restore {  // the window later tests expect, also after a failure
+    Stream& s;
+    ~Restore() { (void)s.set_duplicate_window(120); }
+  } restore{stream};
   const auto began = std::chrono::system_clock::now() - 5s;
   std::vector<std::string> acked;
   {
@@ -926,32 +968,31 @@ TEST_F(ClusterTest, AStreamThatLostItsNewestClicksGetsThemAgainFromTheEdgesSpool
   wait_settled({&a});
   EXPECT_EQ(num(a.status()["spool_kept"]), 300) << "acknowledged clicks were not kept";
 
-  // The stream's newest 100 messages (all node a's clicks: nothing else publishes now) deleted.
-  Stream stream(urls_);
-  ASSERT_TRUE(stream.ok()) << stream.error;
+  // The stream's newest 100 messages (node a's clicks: nothing else publishes now) deleted.
   std::uint64_t last = stream.last_seq();
-  ASSERT_GT(last, 100u);
+  ASSERT_EQ(last, 300u);
   for (std::uint64_t q = last - 99; q <= last; ++q) {
     ASSERT_TRUE(stream.remove(q)) << "sequence " << q << ": " << stream.error;
   }
-  stream.close();
-  for (const char* n : {"n1", "n2", "n3"}) {
-    EXPECT_EQ(nats("kill", n).exit_code, 0);
-  }
-  auto restarted = nats("start");
-  ASSERT_EQ(restarted.exit_code, 0) << restarted.err;
+  std::this_thread::sleep_for(6s);  // their ids leave the 2 s window
+  std::string server = node_of_url(std::string(a.status()["connected_url"].as_string()));
+  ASSERT_FALSE(server.empty());
+  EXPECT_EQ(nats("kill", server).exit_code, 0);
+  EXPECT_EQ(nats("start-node", server).exit_code, 0);
 
   auto deadline = std::chrono::steady_clock::now() + 60s;
   while (num(a.status()["resent_clicks"]) < 100 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(200ms);
   }
   auto st = a.status();
-  EXPECT_GE(num(st["resent_clicks"]), 100) << json::serialize(st);
+  std::int64_t resent = num(st["resent_clicks"]);
+  EXPECT_GE(resent, 100) << json::serialize(st);
   wait_settled({&a});
   EXPECT_NE(a.process->log_text().find("event=stream_lost_clicks"), std::string::npos);
 
-  // Every acknowledged click is in the stream once (the resent rounds' clicks that were still
-  // there are dropped by the duplicate window).
+  // Every acknowledged click is in the stream. Resent rounds reach back to the newest round the
+  // stream still held whole; within the duplicate window the clicks it still had are dropped as
+  // duplicates, past it (as here) stored again, and indexes skip them by id.
   Stream after(urls_);
   ASSERT_TRUE(after.ok()) << after.error;
   auto seen = after.click_ids_since(began);
@@ -963,9 +1004,9 @@ TEST_F(ClusterTest, AStreamThatLostItsNewestClicksGetsThemAgainFromTheEdgesSpool
     twice += seen[id] > 1 ? 1 : 0;
   }
   EXPECT_EQ(missing, 0);
-  EXPECT_EQ(twice, 0);
-  std::printf("[ cluster ] deleted the stream's last 100 clicks; node a resent %lld\n",
-              static_cast<long long>(num(st["resent_clicks"])));
+  EXPECT_LE(twice, resent - 100);
+  std::printf("[ cluster ] deleted the stream's last 100 clicks; node a resent %lld, %d twice\n",
+              static_cast<long long>(resent), twice);
   EXPECT_EQ(a.process->stop(30s), 0);
 }
 

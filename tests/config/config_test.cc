@@ -82,6 +82,7 @@ void expect_same_rest(const Config& a, const Config& b) {
   EXPECT_EQ(a.cluster.click_wait_ms, b.cluster.click_wait_ms);
   EXPECT_EQ(a.cluster.consumer_pending_mb, b.cluster.consumer_pending_mb);
   EXPECT_EQ(a.cluster.spool_keep_s, b.cluster.spool_keep_s);
+  EXPECT_EQ(a.cluster.duplicate_window_s, b.cluster.duplicate_window_s);
 }
 
 TEST(ConfigTest, DefaultFileEqualsBuiltInDefaults) {

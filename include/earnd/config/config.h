@@ -100,6 +100,7 @@ struct ClusterConfig {
   // Acknowledged clicks stay in an edge's spool this long, to be sent again if every NATS server
   // died before writing them out (nats-server 2.9 acknowledges before it writes).
   std::uint32_t spool_keep_s = 180;
+  std::uint32_t duplicate_window_s = 120;  // the click stream's Nats-Msg-Id window, at creation
 };
 
 struct Config {
