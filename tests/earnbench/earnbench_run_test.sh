@@ -83,6 +83,52 @@ if "$EARNBENCH" plan --clicks-per-day 1 --peak-factor 1 --retention-days 1 >/dev
   fail "plan without --from-json succeeded"
 fi
 
+# Bad input: a clear message and exit 2, before any load is sent (each bounded by timeout).
+refused() { # expected-message-part args...
+  local want=$1; shift
+  local rc=0
+  timeout 20 "$EARNBENCH" "$@" >"$WORK/out.txt" 2>"$WORK/err.txt" || rc=$?
+  [[ $rc == 2 ]] || fail "earnbench $* exited $rc, not 2: $(cat "$WORK/err.txt")"
+  grep -q -- "$want" "$WORK/err.txt" || fail "earnbench $*: no '$want' in: $(cat "$WORK/err.txt")"
+}
+refused "--rate" --url "http://$PUB" --duration 1s --rate inf
+refused "--rate" --url "http://$PUB" --duration 1s --rate nan
+refused "--zipf" --url "http://$PUB" --duration 1s --zipf nan
+refused "--connections" --url "http://$PUB" --duration 1s --connections 100000
+refused "--codes" --url "http://$PUB" --duration 1s --codes 4000000000
+refused "longer than" --url "http://$PUB" --duration 1000h
+refused "--requests" --url "http://$PUB" --duration 1s --requests -5
+refused "cannot write $WORK/no/such/dir/r.json" --url "http://$PUB" --duration 1s --json "$WORK/no/such/dir/r.json"
+printf 'connections = [8\n' >"$WORK/broken.toml"
+refused "scenario $WORK/broken.toml" --scenario "$WORK/broken.toml" --url "http://$PUB"
+printf 'conectionz = 8\n' >"$WORK/typo.toml"
+refused "unknown key 'conectionz'" --scenario "$WORK/typo.toml" --url "http://$PUB"
+refused "--peak-factor" plan --clicks-per-day 1000 --peak-factor -5 --retention-days 30 --from-json "$WORK/closed.json"
+refused "--target-utilization" plan --clicks-per-day 1000 --peak-factor 2 --retention-days 30 --target-utilization 2 --from-json "$WORK/closed.json"
+
+# Nothing redirected (an unknown code): the run says so and exits 1, capacity 0.
+rc=0
+timeout 20 "$EARNBENCH" --url "http://$PUB" --code no-such-code --duration 300ms --connections 2 \
+  --json "$WORK/404.json" >"$WORK/404.txt" 2>&1 || rc=$?
+[[ $rc == 1 ]] || fail "a run answered only 404 exited $rc: $(cat "$WORK/404.txt")"
+grep -q "no click was answered 302" "$WORK/404.txt" || fail "404 run: $(cat "$WORK/404.txt")"
+python3 - "$WORK/404.json" <<'PY' || fail "404 run result"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["capacity"]["rps_302"] == 0 and d["capacity"]["clicks_per_day"] == 0, d["capacity"]
+assert d["errors"]["status"]["404"] == d["requests"] > 0, d["errors"]
+PY
+
+# A low open-loop rate: throughput over the whole duration (2 clicks in 2 s), not the busy part.
+"$EARNBENCH" --url "http://$PUB" --duration 2s --rate 1 --connections 1 --json "$WORK/slow.json" \
+  >/dev/null || fail "slow open loop exited non-zero"
+python3 - "$WORK/slow.json" <<'PY' || fail "slow open-loop result"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["requests"] == 2 and d["duration_s"] >= 2.0, (d["requests"], d["duration_s"])
+assert 0.9 <= d["throughput_rps"] <= 1.0, d["throughput_rps"]
+PY
+
 # SIGTERM stops earnd cleanly.
 kill -TERM "$PID"
 rc=0

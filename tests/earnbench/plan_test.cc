@@ -1,5 +1,8 @@
 #include "earnbench/plan.h"
 
+#include <cmath>
+#include <limits>
+
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
 
@@ -58,6 +61,7 @@ TEST(PlanTest, ReadsTheResultFileOfARun) {
   RunResult r;
   r.elapsed_s = 5;
   r.requests = 100'000;
+  r.redirects = 100'000;
   r.latency.p99 = 800;
   r.server.cpu_cores_used = 1.25;
   r.server.bytes_written_per_click = 38.5;
@@ -72,6 +76,50 @@ TEST(PlanTest, ReadsTheResultFileOfARun) {
   EXPECT_DOUBLE_EQ(*run.rss_bytes, 7e7);
   EXPECT_DOUBLE_EQ(*run.p99_us, 800);
   EXPECT_EQ(run.machine_cpus, 2u);
+}
+
+// The plan scales from the 302 answers, not from refusals counted as answers.
+TEST(PlanTest, ScalesFromTheRedirectRate) {
+  RunResult r;
+  r.elapsed_s = 5;
+  r.requests = 100'000;
+  r.redirects = 50'000;
+  MeasuredRun run = measured_run_from_json(boost::json::parse(pretty_json(to_json(r))), "r.json");
+  EXPECT_DOUBLE_EQ(run.throughput_rps, 10'000);
+  r.redirects = 0;
+  EXPECT_THROW(measured_run_from_json(boost::json::parse(pretty_json(to_json(r))), "r.json"),
+               std::runtime_error);
+}
+
+TEST(PlanTest, RefusesFiguresThatCannotBeMeasurements) {
+  RunResult r;
+  r.elapsed_s = 5;
+  r.requests = r.redirects = 100'000;
+  r.server.rss_bytes = -7e7;
+  EXPECT_THROW(measured_run_from_json(boost::json::parse(pretty_json(to_json(r))), "r.json"),
+               std::runtime_error);
+}
+
+TEST(PlanTest, RefusesRequestsOutOfRange) {
+  PlanRequest ok{.clicks_per_day = 10'000'000, .peak_factor = 5, .retention_days = 365};
+  EXPECT_FALSE(invalid_plan_request(ok).has_value());
+  auto refused = [&](auto change) {
+    PlanRequest r = ok;
+    change(r);
+    return invalid_plan_request(r).has_value();
+  };
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.clicks_per_day = -1; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.clicks_per_day = std::numeric_limits<double>::infinity(); }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.peak_factor = -5; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.peak_factor = std::nan(""); }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.retention_days = -1; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.target_utilization = 0; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.target_utilization = 2; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.disk_headroom = -1; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.memory_headroom = -2; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.disk_bytes_per_click = 0; }));
+  EXPECT_TRUE(refused([](PlanRequest& r) { r.disk_bytes_per_click = std::nan(""); }));
+  EXPECT_FALSE(refused([](PlanRequest& r) { r.retention_days = 0; }));
 }
 
 TEST(PlanTest, RefusesADocumentThatIsNotARun) {

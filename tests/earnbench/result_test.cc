@@ -81,7 +81,9 @@ TEST(ResultTest, JsonCarriesTheContractKeys) {
   EXPECT_EQ(err.at("total").to_number<int>(), 12);
   EXPECT_EQ(err.at("status").at("404").to_number<int>(), 10);
   EXPECT_EQ(o.at("scenario").at("mode").as_string(), "closed-loop");
-  EXPECT_DOUBLE_EQ(o.at("capacity").at("clicks_per_day").as_double(), 432'000'000.0);
+  // Capacity counts the 302 answers only: 9,990 in 2 s.
+  EXPECT_DOUBLE_EQ(o.at("capacity").at("rps_302").as_double(), 4995.0);
+  EXPECT_DOUBLE_EQ(o.at("capacity").at("clicks_per_day").as_double(), 431'568'000.0);
   EXPECT_TRUE(o.at("server").is_object());
 }
 
@@ -135,7 +137,31 @@ TEST(ResultTest, SummaryNamesFiguresAndErrors) {
   EXPECT_NE(s.find("10,000 in 2.00 s = 5,000 req/s"), std::string::npos) << s;
   EXPECT_NE(s.find("p99.9 1500 us"), std::string::npos) << s;
   EXPECT_NE(s.find("timeout 2, status 404: 10"), std::string::npos) << s;
-  EXPECT_NE(s.find("432,000,000 clicks/day"), std::string::npos) << s;
+  EXPECT_NE(s.find("4,995 clicks/s sustained = 431,568,000 clicks/day"), std::string::npos) << s;
+  EXPECT_NE(s.find("warning     12 click requests failed or were not answered 302"),
+            std::string::npos)
+      << s;
+  EXPECT_EQ(s.find("did not keep up"), std::string::npos) << s;
+}
+
+// An open loop whose server fell behind says so; one that kept up does not.
+TEST(ResultTest, SummaryWarnsWhenAnOpenLoopFellBehind) {
+  RunResult r = sample_run();
+  r.scenario.rate = 20'000;  // 5,000 answered per second
+  std::string s = summary_text(r);
+  EXPECT_NE(s.find("5,000 req/s answered of the 20,000 offered"), std::string::npos) << s;
+  r.scenario.rate = 5'000;
+  EXPECT_EQ(summary_text(r).find("did not keep up"), std::string::npos);
+}
+
+// Nothing answered 302 (a wrong code, a wrong port): no capacity to speak of.
+TEST(ResultTest, CapacityOfARunWithoutRedirectsIsZero) {
+  RunResult r = sample_run();
+  r.redirects = 0;
+  r.errors.status[404] = 10'000;
+  json::object o = to_json(r);
+  EXPECT_DOUBLE_EQ(o.at("capacity").at("clicks_per_day").as_double(), 0.0);
+  EXPECT_DOUBLE_EQ(o.at("throughput_rps").as_double(), 5000.0);
 }
 
 TEST(ResultTest, GroupsDigitsByThousands) {

@@ -553,6 +553,11 @@ LoadResult run_load(const LoadOptions& opt) {
     result.stats.merge(w->stats());
     end = std::max(end, w->finished());
   }
+  // An open loop's schedule spans the whole duration even when its last click was sent early
+  // (a low rate), so throughput is over the duration, not over the busy part.
+  if (run.open_loop()) {
+    end = std::max(end, run.deadline);
+  }
   result.elapsed = end - run.start;
   return result;
 }

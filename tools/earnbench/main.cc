@@ -4,7 +4,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -15,6 +19,8 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <fmt/format.h>
+#include <toml++/toml.h>
 
 #include "earnbench/admin_client.h"
 #include "earnbench/duration.h"
@@ -35,7 +41,7 @@ constexpr const char* kBenchProgram = "bench";
 struct Flags {
   std::string url;
   std::string duration = "10s";
-  std::uint64_t requests = 0;
+  std::int64_t requests = 0;  // signed, so that a negative count is refused, not wrapped
   unsigned connections = 16;
   unsigned threads = 2;
   double rate = 0;
@@ -54,6 +60,7 @@ struct Flags {
   int server_pid = 0;
   std::uint64_t seed = 1;
   std::string json_file;
+  bool json_set = false;  // --json given (an empty name is refused)
 };
 
 struct PlanFlags {
@@ -103,10 +110,29 @@ void add_run_options(CLI::App& app, Flags& f) {
   app.add_option("--json", f.json_file, "Write the result as JSON to this file");
 }
 
-std::chrono::nanoseconds duration_flag(const std::string& text, const char* name) {
+// Every run is bounded: a day at most, and a timeout of at most a minute.
+constexpr std::chrono::hours kMaxDuration{24};
+constexpr std::chrono::minutes kMaxTimeout{1};
+constexpr double kMaxRate = 10'000'000;  // clicks/s: beyond any one server
+constexpr unsigned kMaxConnections = 60'000;
+constexpr unsigned kMaxThreads = 1024;
+constexpr std::size_t kMaxCodes = 10'000'000;
+constexpr double kMaxZipf = 100;
+
+std::chrono::nanoseconds duration_flag(const std::string& text,
+                                       const char* name,
+                                       std::chrono::nanoseconds max = kMaxDuration) {
   auto d = parse_duration(text);
   if (!d || d->count() <= 0) {
-    throw UsageError(std::string(name) + ": '" + text + "' is not a duration such as 10s or 500ms");
+    throw UsageError(std::string(name) + ": '" + text +
+                     "' is not a positive duration such as 10s or 500ms (at most " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(max).count()) +
+                     " s)");
+  }
+  if (*d > max) {
+    throw UsageError(std::string(name) + ": '" + text + "' is longer than the limit of " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(max).count()) +
+                     " s");
   }
   return *d;
 }
@@ -117,6 +143,13 @@ void check_share(double v, const char* name) {
   }
 }
 
+// A finite number in [lo, hi] (NaN and infinities refused).
+void check_range(double v, double lo, double hi, const char* name) {
+  if (!std::isfinite(v) || v < lo || v > hi) {
+    throw UsageError(fmt::format("{} must be a number from {} to {}, not {}", name, lo, hi, v));
+  }
+}
+
 Scenario validate(const Flags& f) {
   if (f.url.empty()) {
     throw UsageError("--url is required (earnd's public listener, e.g. http://127.0.0.1:8080)");
@@ -124,8 +157,19 @@ Scenario validate(const Flags& f) {
   if (f.connections == 0 || f.threads == 0 || f.codes == 0) {
     throw UsageError("--connections, --threads and --codes must be at least 1");
   }
-  if (f.rate < 0 || f.zipf < 0) {
-    throw UsageError("--rate and --zipf cannot be negative");
+  if (f.connections > kMaxConnections || f.threads > kMaxThreads || f.codes > kMaxCodes) {
+    throw UsageError(fmt::format(
+        "--connections is at most {}, --threads at most {} and --codes at most {}",
+        kMaxConnections, kMaxThreads, kMaxCodes));
+  }
+  // 0 (the default) is a closed loop; an open loop's rate is finite and below any server's.
+  check_range(f.rate, 0, kMaxRate, "--rate (clicks per second; 0 or absent: closed loop)");
+  check_range(f.zipf, 0, kMaxZipf, "--zipf");
+  if (f.requests < 0) {
+    throw UsageError("--requests cannot be negative (0: the duration alone bounds the run)");
+  }
+  if (f.server_pid < 0) {
+    throw UsageError("--server-pid must be a process id");
   }
   check_share(f.new_conn_share, "--new-conn-share");
   check_share(f.bot_share, "--bot-share");
@@ -142,8 +186,8 @@ Scenario validate(const Flags& f) {
       .bot_share = f.bot_share,
       .conversions_per_click = f.conversions_per_click,
       .duration_s = duration_flag(f.duration, "--duration").count() / 1e9,
-      .max_requests = f.requests,
-      .timeout_s = duration_flag(f.timeout, "--timeout").count() / 1e9,
+      .max_requests = static_cast<std::uint64_t>(f.requests),
+      .timeout_s = duration_flag(f.timeout, "--timeout", kMaxTimeout).count() / 1e9,
   };
 }
 
@@ -262,7 +306,18 @@ void write_json(const std::string& path, const json::object& doc) {
   std::ofstream out(path);
   out << pretty_json(doc);
   if (!out) {
-    throw UsageError("cannot write " + path);
+    throw UsageError("cannot write " + path + ": " + std::strerror(errno));
+  }
+}
+
+// Before the run: a result file that cannot be written would waste it.
+void check_writable(const std::string& path) {
+  if (path.empty()) {
+    throw UsageError("--json needs a file name");
+  }
+  std::ofstream probe(path, std::ios::app);
+  if (!probe) {
+    throw UsageError("--json: cannot write " + path + ": " + std::strerror(errno));
   }
 }
 
@@ -273,7 +328,7 @@ int run_bench(const Flags& f) {
       .codes = bench_codes(f.code_prefix, f.codes, f.code),
       .zipf = f.zipf,
       .duration = duration_flag(f.duration, "--duration"),
-      .max_requests = f.requests,
+      .max_requests = static_cast<std::uint64_t>(f.requests),
       .connections = f.connections,
       .threads = scenario.threads,
       .rate = f.rate,
@@ -282,7 +337,7 @@ int run_bench(const Flags& f) {
       .conversions_per_click = f.conversions_per_click,
       .program_key = f.program_key,
       .currency = f.currency,
-      .timeout = duration_flag(f.timeout, "--timeout"),
+      .timeout = duration_flag(f.timeout, "--timeout", kMaxTimeout),
       .seed = f.seed,
   };
 
@@ -296,6 +351,14 @@ int run_bench(const Flags& f) {
     skipped = "EARND_ADMIN_KEY is not set";
   } else {
     admin.emplace(endpoint_flag(f.admin_url, "--admin-url"), key);
+  }
+  if (f.json_set) {
+    check_writable(f.json_file);
+  }
+  if (f.server_pid > 0 && !read_proc(f.server_pid)) {
+    throw UsageError("--server-pid " + std::to_string(f.server_pid) +
+                     ": no such process to measure (/proc/" + std::to_string(f.server_pid) +
+                     "/stat cannot be read)");
   }
   if (f.setup) {
     if (!admin) {
@@ -333,8 +396,14 @@ int run_bench(const Flags& f) {
   }
 
   std::cout << summary_text(result);
-  if (!f.json_file.empty()) {
+  if (f.json_set) {
     write_json(f.json_file, to_json(result));
+  }
+  // A run in which nothing was redirected measured no capacity: say so in the exit status too.
+  if (result.redirects == 0) {
+    std::cerr << "earnbench: no click was answered 302 (" << error_line(result.errors)
+              << "): check --url and --code\n";
+    return 1;
   }
   return 0;
 }
@@ -357,6 +426,9 @@ int run_plan(const PlanFlags& p) {
   if (ec) {
     throw UsageError(p.from_json + " is not JSON: " + ec.message());
   }
+  if (auto problem = invalid_plan_request(p.request)) {
+    throw UsageError(*problem);
+  }
   MeasuredRun run = measured_run_from_json(doc, p.from_json);
   std::cout << plan_text(p.request, run, make_plan(p.request, run));
   return 0;
@@ -367,7 +439,8 @@ void add_plan_options(CLI::App& plan, PlanFlags& p) {
   plan.add_option("--peak-factor", p.request.peak_factor, "Peak rate over the day's mean")
       ->required();
   plan.add_option("--retention-days", p.request.retention_days, "Days clicks are kept")->required();
-  plan.add_option("--from-json", p.from_json, "Result file of a measured earnbench run");
+  plan.add_option("--from-json", p.from_json,
+                  "Result file of a measured earnbench run (needed: the plan scales from it)");
   plan.add_option("--target-utilization", p.request.target_utilization,
                   "Share of each core the peak may use")
       ->capture_default_str();
@@ -379,8 +452,46 @@ void add_plan_options(CLI::App& plan, PlanFlags& p) {
       ->capture_default_str();
   plan.add_option("--disk-bytes-per-click", p.request.disk_bytes_per_click,
                   "Bytes on disk per click after compaction (earnctl stats --compact); default: "
-                  "the run's bytes before compression")
-      ->check(CLI::PositiveNumber);
+                  "the run's bytes before compression");
+}
+
+// The scenario file, parsed as TOML before CLI11 reads it: a syntax error or an unknown key
+// names the file and the line instead of surfacing as a confusing flag error. Keys are the
+// run's long flags without the dashes.
+void check_scenario_file(int argc, char** argv, const CLI::App& app) {
+  std::string path;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--scenario" && i + 1 < argc) {
+      path = argv[i + 1];
+    } else if (a.rfind("--scenario=", 0) == 0) {
+      path = std::string(a.substr(11));
+    }
+  }
+  if (path.empty()) {
+    return;
+  }
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(fmt::format("scenario {}: {} (line {}, column {})", path,
+                                 e.description(), e.source().begin.line,
+                                 e.source().begin.column));
+  }
+  for (const auto& [key, value] : t) {
+    std::string name = "--" + std::string(key.str());
+    const CLI::Option* opt = nullptr;
+    try {
+      opt = app.get_option(name);
+    } catch (const CLI::OptionNotFound&) {
+    }
+    if (opt == nullptr || name == "--scenario" || name == "--help") {
+      throw UsageError(fmt::format("scenario {}: unknown key '{}' (line {}): the keys are the "
+                                   "run's flags without the leading dashes",
+                                   path, key.str(), key.source().begin.line));
+    }
+  }
 }
 
 }  // namespace
@@ -393,7 +504,16 @@ int main(int argc, char** argv) {
   app.set_config("--scenario", "", "TOML scenario file with the same keys as the flags");
   CLI::App* plan = app.add_subcommand("plan", "Cores, memory and disk for a load, from a run");
   add_plan_options(*plan, plan_flags);
+  try {
+    if (!std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "plan"; })) {
+      check_scenario_file(argc, argv, app);
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "earnbench: " << e.what() << "\n";
+    return 2;
+  }
   CLI11_PARSE(app, argc, argv);
+  flags.json_set = app.count("--json") > 0;
 
   try {
     return plan->parsed() ? run_plan(plan_flags) : run_bench(flags);

@@ -36,15 +36,30 @@ MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
   const json::object& o = doc.get_object();
   MeasuredRun run;
   run.source = std::move(source);
+  // The 302 answers per second (capacity.rps_302); files from before it was written carry only
+  // throughput_rps, every answer.
   run.throughput_rps = number_at(o, "throughput_rps").value_or(0);
-  if (run.throughput_rps <= 0) {
-    throw std::runtime_error(run.source + " has no positive throughput_rps");
+  if (const json::object* capacity = object_at(o, "capacity")) {
+    if (auto rps = number_at(*capacity, "rps_302")) {
+      run.throughput_rps = *rps;
+    }
+  }
+  if (!(run.throughput_rps > 0) || !std::isfinite(run.throughput_rps)) {
+    throw std::runtime_error(run.source + " has no positive rate of 302 answers to scale from");
   }
 
   if (const json::object* server = object_at(o, "server")) {
     run.cpu_cores_used = number_at(*server, "cpu_cores_used");
     run.bytes_per_click = number_at(*server, "bytes_written_per_click");
     run.rss_bytes = number_at(*server, "rss_bytes");
+  }
+  // A hand-edited or damaged file: a figure that cannot be a measurement is refused.
+  for (auto* f : {&run.cpu_cores_used, &run.bytes_per_click, &run.rss_bytes}) {
+    if (*f && (!std::isfinite(**f) || **f <= 0)) {
+      throw std::runtime_error(run.source +
+                               ": server figures (cpu_cores_used, bytes_written_per_click, "
+                               "rss_bytes) must be positive numbers");
+    }
   }
   if (const json::object* latency = object_at(o, "latency_us")) {
     run.p99_us = number_at(*latency, "p99");
@@ -61,6 +76,33 @@ MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
     }
   }
   return run;
+}
+
+std::optional<std::string> invalid_plan_request(const PlanRequest& r) {
+  auto bad = [](double v, double lo, double hi) { return !std::isfinite(v) || v < lo || v > hi; };
+  if (bad(r.clicks_per_day, 1, 1e13)) {
+    return fmt::format("--clicks-per-day must be from 1 to 1e13, not {}", r.clicks_per_day);
+  }
+  if (bad(r.peak_factor, 1, 1000)) {
+    return fmt::format("--peak-factor (peak over the day's mean) must be from 1 to 1000, not {}",
+                       r.peak_factor);
+  }
+  if (bad(r.retention_days, 0, 36'500)) {
+    return fmt::format("--retention-days must be from 0 to 36500, not {}", r.retention_days);
+  }
+  if (!(r.target_utilization > 0 && r.target_utilization <= 1)) {
+    return fmt::format("--target-utilization must be above 0 and at most 1, not {}",
+                       r.target_utilization);
+  }
+  if (bad(r.disk_headroom, 1, 100) || bad(r.memory_headroom, 1, 100)) {
+    return fmt::format("--disk-headroom and --memory-headroom must be from 1 to 100, not {} and {}",
+                       r.disk_headroom, r.memory_headroom);
+  }
+  if (r.disk_bytes_per_click && (bad(*r.disk_bytes_per_click, 0, 1e6) || *r.disk_bytes_per_click <= 0)) {
+    return fmt::format("--disk-bytes-per-click must be above 0 and at most 1000000, not {}",
+                       *r.disk_bytes_per_click);
+  }
+  return std::nullopt;
 }
 
 Plan make_plan(const PlanRequest& req, const MeasuredRun& run) {

@@ -50,6 +50,9 @@ struct Plan {
   std::optional<double> disk_bytes;
 };
 
+// Why the request cannot be planned (a value out of its range, NaN, an infinity), or nullopt.
+std::optional<std::string> invalid_plan_request(const PlanRequest& r);
+
 // Pure arithmetic; figures whose inputs the run lacks stay empty.
 Plan make_plan(const PlanRequest& req, const MeasuredRun& run);
 

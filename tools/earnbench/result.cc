@@ -67,17 +67,6 @@ json::object server_json(const ServerFigures& f) {
   };
 }
 
-std::string error_line(const ErrorCounts& e) {
-  if (e.total() == 0) {
-    return "none";
-  }
-  std::string out = fmt::format("connect {}, write {}, read {}, timeout {}", e.connect, e.write,
-                                e.read, e.timeout);
-  for (const auto& [status, n] : e.status) {
-    out += fmt::format(", status {}: {}", status, n);
-  }
-  return out;
-}
 
 std::string server_lines(const RunResult& r) {
   const ServerFigures& f = r.server;
@@ -104,7 +93,7 @@ std::string server_lines(const RunResult& r) {
 }
 
 std::string capacity_line(const RunResult& r) {
-  double rps = r.throughput_rps();
+  double rps = r.redirect_rps();
   std::string line = fmt::format("  capacity    {} clicks/s sustained = {} clicks/day", group_digits(rps),
                                  group_digits(rps * 86400));
   if (r.server.cpu_cores_used && *r.server.cpu_cores_used > 0) {
@@ -234,8 +223,24 @@ ServerFigures server_figures(const MetricsSnapshot& before,
   return f;
 }
 
+std::string error_line(const ErrorCounts& e) {
+  if (e.total() == 0) {
+    return "none";
+  }
+  std::string out = fmt::format("connect {}, write {}, read {}, timeout {}", e.connect, e.write,
+                                e.read, e.timeout);
+  for (const auto& [status, n] : e.status) {
+    out += fmt::format(", status {}: {}", status, n);
+  }
+  return out;
+}
+
 double RunResult::throughput_rps() const noexcept {
   return elapsed_s > 0 ? static_cast<double>(requests) / elapsed_s : 0;
+}
+
+double RunResult::redirect_rps() const noexcept {
+  return elapsed_s > 0 ? static_cast<double>(redirects) / elapsed_s : 0;
 }
 
 json::object to_json(const RunResult& r) {
@@ -249,8 +254,9 @@ json::object to_json(const RunResult& r) {
   json::object latency{{"p50", r.latency.p50}, {"p90", r.latency.p90},   {"p99", r.latency.p99},
                        {"p999", r.latency.p999}, {"max", r.latency.max}, {"mean", r.latency.mean}};
 
-  double rps = r.throughput_rps();
-  json::object capacity{{"clicks_per_day", rps * 86400}};
+  // Capacity counts the clicks redirected (302), not 404s or other refusals.
+  double rps = r.redirect_rps();
+  json::object capacity{{"rps_302", rps}, {"clicks_per_day", rps * 86400}};
   if (r.server.cpu_cores_used && *r.server.cpu_cores_used > 0) {
     capacity["rps_per_server_core"] = rps / *r.server.cpu_cores_used;
   } else {
@@ -264,7 +270,7 @@ json::object to_json(const RunResult& r) {
        r.scenario.rate > 0 ? "intended send time (open loop)" : "send time (closed loop)"},
       {"requests", r.requests},
       {"duration_s", r.elapsed_s},
-      {"throughput_rps", rps},
+      {"throughput_rps", r.throughput_rps()},
       {"latency_us", std::move(latency)},
       {"redirects_302", r.redirects},
       {"new_connections", r.new_connections},
@@ -297,6 +303,23 @@ std::string summary_text(const RunResult& r) {
   out += fmt::format("  errors      {}\n", error_line(r.errors));
   out += fmt::format("  conversions sent {}, accepted {}\n", r.conversions_sent,
                      r.conversions_accepted);
+  // What makes the figures below something else than the server's capacity, said where they are.
+  if (r.requests > r.redirects || r.errors.total() > 0) {
+    out += fmt::format(
+        "  warning     {} click requests failed or were not answered 302: the capacity below "
+        "counts the 302 answers only\n",
+        group_digits(static_cast<double>(r.errors.total())));
+  }
+  if (s.rate > 0 && r.throughput_rps() < 0.9 * s.rate) {
+    out += fmt::format(
+        "  warning     {} req/s answered of the {} offered: the server (or this machine) did not "
+        "keep up; latencies, measured from intended send times, include the queueing\n",
+        group_digits(r.throughput_rps()), group_digits(s.rate));
+  }
+  if (r.conversions_sent > r.conversions_accepted) {
+    out += fmt::format("  warning     {} conversions were refused (check the program key)\n",
+                       group_digits(static_cast<double>(r.conversions_sent - r.conversions_accepted)));
+  }
   out += server_lines(r);
   out += capacity_line(r);
   return out;

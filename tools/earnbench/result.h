@@ -96,8 +96,12 @@ struct RunResult {
   ServerFigures server;
   unsigned machine_cpus = 0;
 
-  double throughput_rps() const noexcept;
+  double throughput_rps() const noexcept;  // every answered click request per second
+  double redirect_rps() const noexcept;    // the 302 answers per second: the capacity figure
 };
+
+// "none", or the errors by kind: "connect 3, timeout 2, status 404: 10".
+std::string error_line(const ErrorCounts& e);
 
 boost::json::object to_json(const RunResult& r);
 
