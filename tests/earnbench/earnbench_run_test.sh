@@ -129,6 +129,24 @@ assert d["requests"] == 2 and d["duration_s"] >= 2.0, (d["requests"], d["duratio
 assert 0.9 <= d["throughput_rps"] <= 1.0, d["throughput_rps"]
 PY
 
+# Ctrl-C ends a run early and it still reports what it measured (exit 130).
+"$EARNBENCH" --url "http://$PUB" --duration 20s --connections 2 --json "$WORK/int.json" \
+  >"$WORK/int.txt" 2>&1 &
+BENCH=$!
+sleep 1
+kill -INT "$BENCH"
+rc=0
+timeout 15 tail --pid="$BENCH" -f /dev/null || fail "earnbench still running 15 s after SIGINT"
+wait "$BENCH" || rc=$?
+[[ $rc == 130 ]] || fail "interrupted run exited $rc: $(cat "$WORK/int.txt")"
+grep -q "interrupted after" "$WORK/int.txt" || fail "interrupted run: $(cat "$WORK/int.txt")"
+python3 - "$WORK/int.json" <<'PY' || fail "interrupted run result"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["interrupted"] is True and d["requests"] > 0, (d["interrupted"], d["requests"])
+assert d["duration_s"] < 10, d["duration_s"]
+PY
+
 # SIGTERM stops earnd cleanly.
 kill -TERM "$PID"
 rc=0

@@ -202,6 +202,7 @@ class Worker {
   asio::io_context& ioc() { return ioc_; }
   LoadStats& stats() { return stats_; }
   bool stopping() const noexcept { return stopping_; }
+  bool interrupted() const noexcept { return interrupted_; }
   Clock::time_point finished() const noexcept { return finished_; }
   std::exception_ptr failure() const noexcept { return failure_; }
 
@@ -215,6 +216,7 @@ class Worker {
   LoadStats stats_;
   std::size_t active_ = 0;
   bool stopping_ = false;
+  bool interrupted_ = false;
   Clock::time_point finished_;
   std::exception_ptr failure_;
 };
@@ -274,7 +276,7 @@ asio::awaitable<void> Connection::run() {
 
   // Open loop cut off at the hard stop: the clicks still scheduled before the deadline never
   // got an answer in time, which is what a timeout is.
-  if (run_.open_loop() && worker_.stopping()) {
+  if (run_.open_loop() && worker_.stopping() && !worker_.interrupted()) {
     while (intended_at(slot) < run_.deadline) {
       ++worker_.stats().timeouts;
       ++slot;
@@ -477,7 +479,10 @@ asio::awaitable<void> Worker::sweep() {
     tick.expires_after(kTick);
     co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     Clock::time_point now = Clock::now();
-    stopping_ = stopping_ || now >= run_.hard_stop;
+    if (run_.opt.interrupt != nullptr && run_.opt.interrupt->load(std::memory_order_relaxed)) {
+      interrupted_ = true;
+    }
+    stopping_ = stopping_ || interrupted_ || now >= run_.hard_stop;
     for (auto& c : connections_) {
       c->check(now, stopping_);
     }
@@ -552,10 +557,11 @@ LoadResult run_load(const LoadOptions& opt) {
     }
     result.stats.merge(w->stats());
     end = std::max(end, w->finished());
+    result.interrupted = result.interrupted || w->interrupted();
   }
   // An open loop's schedule spans the whole duration even when its last click was sent early
   // (a low rate), so throughput is over the duration, not over the busy part.
-  if (run.open_loop()) {
+  if (run.open_loop() && !result.interrupted) {
     end = std::max(end, run.deadline);
   }
   result.elapsed = end - run.start;

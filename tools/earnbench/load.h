@@ -10,6 +10,7 @@
 // that queued behind the stall instead of hiding it (coordinated omission).
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -36,6 +37,9 @@ struct LoadOptions {
   std::string currency = "USD";
   std::chrono::nanoseconds timeout = std::chrono::seconds(5);  // Per request.
   std::uint64_t seed = 1;
+  // Set (from a signal handler) to end the run early: no new clicks, what is in flight is cut
+  // off, and the figures cover the part that ran.
+  const std::atomic<bool>* interrupt = nullptr;
 };
 
 // What the connections of one thread counted; merged over threads at the end.
@@ -58,6 +62,7 @@ struct LoadStats {
 struct LoadResult {
   LoadStats stats;
   std::chrono::nanoseconds elapsed{0};  // From the first send to the last answer.
+  bool interrupted = false;             // ended early through LoadOptions::interrupt
 };
 
 // Runs the load to its end: the duration, or max_requests clicks, whichever comes first. In

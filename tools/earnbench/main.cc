@@ -2,9 +2,11 @@
 // percentiles, errors and the server's own figures per click; `earnbench plan` turns such a
 // run into cores, memory and disk for a given load. Wiring only: the logic lives beside it.
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -37,6 +39,21 @@ namespace json = boost::json;
 using namespace earnbench;
 
 constexpr const char* kBenchProgram = "bench";
+
+// Ctrl-C (SIGINT) or SIGTERM during a run: it ends early and still reports what it measured.
+std::atomic<bool> g_interrupted{false};
+
+void on_interrupt(int) {
+  g_interrupted.store(true, std::memory_order_relaxed);
+}
+
+void catch_interrupts() {
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
 
 struct Flags {
   std::string url;
@@ -299,6 +316,7 @@ RunResult collect(const Scenario& s, const LoadResult& load) {
   r.conversions_sent = st.conversions_sent;
   r.conversions_accepted = st.conversions_accepted;
   r.machine_cpus = std::thread::hardware_concurrency();
+  r.interrupted = load.interrupted;
   return r;
 }
 
@@ -339,6 +357,7 @@ int run_bench(const Flags& f) {
       .currency = f.currency,
       .timeout = duration_flag(f.timeout, "--timeout", kMaxTimeout),
       .seed = f.seed,
+      .interrupt = &g_interrupted,
   };
 
   // The admin listener is optional: without it there is no set-up and no server figures.
@@ -380,6 +399,7 @@ int run_bench(const Flags& f) {
   AdminClient* admin_ptr = admin ? &*admin : nullptr;
   MetricsSnapshot before = read_metrics(admin_ptr, skipped);
   auto proc_before = read_proc(f.server_pid);
+  catch_interrupts();
   LoadResult load = run_load(opt);
   auto proc_after = read_proc(f.server_pid);
   MetricsSnapshot after = read_metrics(admin_ptr, skipped);
@@ -398,6 +418,9 @@ int run_bench(const Flags& f) {
   std::cout << summary_text(result);
   if (f.json_set) {
     write_json(f.json_file, to_json(result));
+  }
+  if (result.interrupted) {
+    return 130;
   }
   // A run in which nothing was redirected measured no capacity: say so in the exit status too.
   if (result.redirects == 0) {

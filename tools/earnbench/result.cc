@@ -280,6 +280,7 @@ json::object to_json(const RunResult& r) {
       {"server", server_json(r.server)},
       {"capacity", std::move(capacity)},
       {"machine", {{"cpus", r.machine_cpus}}},
+      {"interrupted", r.interrupted},
   };
 }
 
@@ -292,6 +293,10 @@ std::string summary_text(const RunResult& r) {
       s.connections, s.threads, s.codes, s.zipf, percent(s.bot_share), percent(s.new_conn_share),
       s.conversions_per_click);
   out += fmt::format("  target      {}\n", s.url);
+  if (r.interrupted) {
+    out += fmt::format("  interrupted after {:.2f} s: the figures cover the part that ran\n",
+                       r.elapsed_s);
+  }
   out += fmt::format("  requests    {} in {:.2f} s = {} req/s\n", group_digits(r.requests),
                      r.elapsed_s, group_digits(r.throughput_rps()));
   out += fmt::format(

@@ -95,6 +95,7 @@ struct RunResult {
   std::uint64_t conversions_accepted = 0;
   ServerFigures server;
   unsigned machine_cpus = 0;
+  bool interrupted = false;  // stopped early (Ctrl-C): the figures cover the part that ran
 
   double throughput_rps() const noexcept;  // every answered click request per second
   double redirect_rps() const noexcept;    // the 302 answers per second: the capacity figure
