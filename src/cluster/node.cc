@@ -252,6 +252,7 @@ struct Node::Impl {
   std::atomic<std::uint64_t> forwarded_seq{0};  // durable forward cursor
   std::atomic<std::uint64_t> forwarded_total{0};
   std::atomic<std::uint64_t> publish_failures{0};
+
   // Acknowledged clicks stay in the spool for opt.spool_keep_s: nats-server 2.9 acknowledges a
   // message before it is on disk, so when every server dies at once the stream can come back
   // without its newest messages (and reuse their sequences). After each lost connection the
@@ -264,15 +265,16 @@ struct Node::Impl {
     std::string click_key;         // the click id (key form) the stream put at stream_seq
     bool clean = false;  // no lost connection between the round's first publish and its acks
   };
-  std::deque<KeptRound> kept;   // forwarder thread only
-  std::uint64_t kept_from = 1;  // oldest spool sequence possibly still stored; forwarder only
+
+  std::deque<KeptRound> kept;    // forwarder thread only
+  std::uint64_t kept_from = 1;   // oldest spool sequence possibly still stored; forwarder only
   std::uint64_t prune_upto = 0;  // spool sequences up to this are due for deletion; forwarder only
-  std::atomic<std::uint64_t> kept_depth{0};         // acknowledged clicks still in the spool
-  std::atomic<std::uint64_t> disconnects{0};        // lost connections (the library's callback)
-  std::atomic<std::uint64_t> resent_total{0};       // clicks sent again after a stream lost them
-  std::mutex ack_mutex;                             // the round's acknowledgements:
-  std::uint64_t round_max_seq = 0;                  //   highest stream sequence
-  std::string round_max_key;                        //   and its click id
+  std::atomic<std::uint64_t> kept_depth{0};    // acknowledged clicks still in the spool
+  std::atomic<std::uint64_t> disconnects{0};   // lost connections (the library's callback)
+  std::atomic<std::uint64_t> resent_total{0};  // clicks sent again after a stream lost them
+  std::mutex ack_mutex;                        // the round's acknowledgements:
+  std::uint64_t round_max_seq = 0;             //   highest stream sequence
+  std::string round_max_key;                   //   and its click id
   std::atomic<std::uint64_t> applied_seq{0};
   std::atomic<std::uint64_t> indexed_total{0};
   // A replay asked for by earnctl cluster replay: the indexer reads the stream again from this
@@ -779,7 +781,9 @@ struct Node::Impl {
   // Sequences from..to read one by one from the stream (its leader answers) into the batch.
   // False when the stream could not be asked; what it answers "no message" for is a hole
   // (aged out, or removed), logged once as a range.
-  bool fill_gap(std::uint64_t from, std::uint64_t to, store::ClickBatch& batch,
+  bool fill_gap(std::uint64_t from,
+                std::uint64_t to,
+                store::ClickBatch& batch,
                 std::uint64_t& first_ts) {
     std::uint64_t missing = 0;
     std::uint64_t filled = 0;

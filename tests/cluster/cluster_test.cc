@@ -75,6 +75,7 @@ class Stream {
       error = natsStatus_GetText(s);
     }
   }
+
   ~Stream() { close(); }
 
   bool ok() const { return js_ != nullptr && error.empty(); }
@@ -168,8 +169,7 @@ class Stream {
         seq = md->Sequence.Stream;
         jsMsgMetaData_Destroy(md);
       }
-      std::string_view data(natsMsg_GetData(m),
-                            static_cast<std::size_t>(natsMsg_GetDataLength(m)));
+      std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
       if (auto id = earnd::ClickId::from_key(data.substr(0, earnd::kClickIdBytes))) {
         char text[earnd::kClickIdTextLength];
         id->to_text(text);
@@ -947,10 +947,13 @@ TEST_F(ClusterTest, AStreamThatLostItsNewestClicksGetsThemAgainFromTheEdgesSpool
   ASSERT_NO_FATAL_FAILURE(make_program(a));
   Stream stream(urls_);
   ASSERT_TRUE(stream.ok()) << stream.error;
+
   struct Restore {  // the window later tests expect, also after a failure
     Stream& s;
+
     ~Restore() { (void)s.set_duplicate_window(120); }
   } restore{stream};
+
   const auto began = std::chrono::system_clock::now() - 5s;
   std::vector<std::string> acked;
   {
@@ -1165,8 +1168,8 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
   for (auto& th : clients) {
     th.join();
   }
-  ASSERT_FALSE(gave_up.load()) << "150 s passed with " << answered.load() << " of "
-                               << 3 * kEvents << " posts answered";
+  ASSERT_FALSE(gave_up.load()) << "150 s passed with " << answered.load() << " of " << 3 * kEvents
+                               << " posts answered";
   EXPECT_EQ(failures.load(), 0);
   int not_once = 0;
   int differing = 0;

@@ -109,7 +109,8 @@ TEST(PlanTest, RefusesRequestsOutOfRange) {
     return invalid_plan_request(r).has_value();
   };
   EXPECT_TRUE(refused([](PlanRequest& r) { r.clicks_per_day = -1; }));
-  EXPECT_TRUE(refused([](PlanRequest& r) { r.clicks_per_day = std::numeric_limits<double>::infinity(); }));
+  EXPECT_TRUE(
+      refused([](PlanRequest& r) { r.clicks_per_day = std::numeric_limits<double>::infinity(); }));
   EXPECT_TRUE(refused([](PlanRequest& r) { r.peak_factor = -5; }));
   EXPECT_TRUE(refused([](PlanRequest& r) { r.peak_factor = std::nan(""); }));
   EXPECT_TRUE(refused([](PlanRequest& r) { r.retention_days = -1; }));

@@ -202,6 +202,7 @@ class Worker {
   asio::io_context& ioc() { return ioc_; }
   LoadStats& stats() { return stats_; }
   bool stopping() const noexcept { return stopping_; }
+
   bool interrupted() const noexcept { return interrupted_; }
   Clock::time_point finished() const noexcept { return finished_; }
   std::exception_ptr failure() const noexcept { return failure_; }

@@ -49,6 +49,7 @@ void on_interrupt(int) {
 
 void catch_interrupts() {
   struct sigaction sa {};
+
   sa.sa_handler = on_interrupt;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
@@ -120,7 +121,10 @@ void add_run_options(CLI::App& app, Flags& f) {
   app.add_option("--program-key", f.program_key, "Program key for conversions without --setup")
       ->envname("EARND_PROGRAM_KEY");
   app.add_option("--currency", f.currency, "Currency of the conversions")->capture_default_str();
-  app.add_option("--timeout", f.timeout, "Per-request timeout")->capture_default_str();
+  app.add_option("--timeout", f.timeout,
+                 "Per-request timeout; a run waits up to this long after --duration for answers "
+                 "still due (at most 1m)")
+      ->capture_default_str();
   app.add_option("--server-pid", f.server_pid,
                  "earnd's pid, for its CPU time and memory from /proc/<pid>/stat");
   app.add_option("--seed", f.seed, "Seed of the random choices")->capture_default_str();
@@ -175,9 +179,9 @@ Scenario validate(const Flags& f) {
     throw UsageError("--connections, --threads and --codes must be at least 1");
   }
   if (f.connections > kMaxConnections || f.threads > kMaxThreads || f.codes > kMaxCodes) {
-    throw UsageError(fmt::format(
-        "--connections is at most {}, --threads at most {} and --codes at most {}",
-        kMaxConnections, kMaxThreads, kMaxCodes));
+    throw UsageError(
+        fmt::format("--connections is at most {}, --threads at most {} and --codes at most {}",
+                    kMaxConnections, kMaxThreads, kMaxCodes));
   }
   // 0 (the default) is a closed loop; an open loop's rate is finite and below any server's.
   check_range(f.rate, 0, kMaxRate, "--rate (clicks per second; 0 or absent: closed loop)");
@@ -498,9 +502,8 @@ void check_scenario_file(int argc, char** argv, const CLI::App& app) {
   try {
     t = toml::parse_file(path);
   } catch (const toml::parse_error& e) {
-    throw UsageError(fmt::format("scenario {}: {} (line {}, column {})", path,
-                                 e.description(), e.source().begin.line,
-                                 e.source().begin.column));
+    throw UsageError(fmt::format("scenario {}: {} (line {}, column {})", path, e.description(),
+                                 e.source().begin.line, e.source().begin.column));
   }
   for (const auto& [key, value] : t) {
     std::string name = "--" + std::string(key.str());
@@ -510,9 +513,10 @@ void check_scenario_file(int argc, char** argv, const CLI::App& app) {
     } catch (const CLI::OptionNotFound&) {
     }
     if (opt == nullptr || name == "--scenario" || name == "--help") {
-      throw UsageError(fmt::format("scenario {}: unknown key '{}' (line {}): the keys are the "
-                                   "run's flags without the leading dashes",
-                                   path, key.str(), key.source().begin.line));
+      throw UsageError(
+          fmt::format("scenario {}: unknown key '{}' (line {}): the keys are the "
+                      "run's flags without the leading dashes",
+                      path, key.str(), key.source().begin.line));
     }
   }
 }
@@ -528,7 +532,8 @@ int main(int argc, char** argv) {
   CLI::App* plan = app.add_subcommand("plan", "Cores, memory and disk for a load, from a run");
   add_plan_options(*plan, plan_flags);
   try {
-    if (!std::any_of(argv + 1, argv + argc, [](const char* a) { return std::string_view(a) == "plan"; })) {
+    if (!std::any_of(argv + 1, argv + argc,
+                     [](const char* a) { return std::string_view(a) == "plan"; })) {
       check_scenario_file(argc, argv, app);
     }
   } catch (const std::exception& e) {

@@ -98,7 +98,8 @@ std::optional<std::string> invalid_plan_request(const PlanRequest& r) {
     return fmt::format("--disk-headroom and --memory-headroom must be from 1 to 100, not {} and {}",
                        r.disk_headroom, r.memory_headroom);
   }
-  if (r.disk_bytes_per_click && (bad(*r.disk_bytes_per_click, 0, 1e6) || *r.disk_bytes_per_click <= 0)) {
+  if (r.disk_bytes_per_click &&
+      (bad(*r.disk_bytes_per_click, 0, 1e6) || *r.disk_bytes_per_click <= 0)) {
     return fmt::format("--disk-bytes-per-click must be above 0 and at most 1000000, not {}",
                        *r.disk_bytes_per_click);
   }

@@ -67,7 +67,6 @@ json::object server_json(const ServerFigures& f) {
   };
 }
 
-
 std::string server_lines(const RunResult& r) {
   const ServerFigures& f = r.server;
   std::string out;
@@ -322,8 +321,9 @@ std::string summary_text(const RunResult& r) {
         group_digits(r.throughput_rps()), group_digits(s.rate));
   }
   if (r.conversions_sent > r.conversions_accepted) {
-    out += fmt::format("  warning     {} conversions were refused (check the program key)\n",
-                       group_digits(static_cast<double>(r.conversions_sent - r.conversions_accepted)));
+    out +=
+        fmt::format("  warning     {} conversions were refused (check the program key)\n",
+                    group_digits(static_cast<double>(r.conversions_sent - r.conversions_accepted)));
   }
   out += server_lines(r);
   out += capacity_line(r);
