@@ -296,6 +296,9 @@ void validate(const Config& c) {
   check(c.cluster.lease_ttl_s >= 2, "cluster.lease_ttl_s must be at least 2");
   check(c.cluster.join_timeout_ms >= 1000, "cluster.join_timeout_ms must be at least 1000");
   check(c.cluster.consumer_pending_mb >= 1, "cluster.consumer_pending_mb must be at least 1");
+  check(c.cluster.duplicate_window_s >= 1 && c.cluster.duplicate_window_s <= 86'400,
+        "cluster.duplicate_window_s must be 1..86400");
+  check(c.cluster.spool_keep_s <= 86'400, "cluster.spool_keep_s must be at most 86400");
   check(!c.server.admin_key.empty(),
         "an admin key is required: set EARND_ADMIN_KEY or server.admin_key");
   check(c.server.admin_key.size() >= 16, "the admin key must be at least 16 characters");

@@ -312,6 +312,8 @@ TEST_F(ConfigValidateTest, RejectsOutOfRangeValues) {
   rejects([](Config& c) { c.cluster.replicas = 0; });
   rejects([](Config& c) { c.cluster.lease_ttl_s = 1; });
   rejects([](Config& c) { c.cluster.ack_wait_ms = 10; });
+  rejects([](Config& c) { c.cluster.duplicate_window_s = 0; });
+  rejects([](Config& c) { c.cluster.spool_keep_s = 86'401; });
 }
 
 TEST(SplitHostPortTest, SplitsIpv4AndNames) {
