@@ -103,8 +103,31 @@ printf 'connections = [8\n' >"$WORK/broken.toml"
 refused "scenario $WORK/broken.toml" --scenario "$WORK/broken.toml" --url "http://$PUB"
 printf 'conectionz = 8\n' >"$WORK/typo.toml"
 refused "unknown key 'conectionz'" --scenario "$WORK/typo.toml" --url "http://$PUB"
+refused "--rate must be at least" --url "http://$PUB" --duration 1s --rate 1e-300
+refused "is not http://HOST:PORT" --url "http://127.0.0.1:108713" --duration 1s
+refused "Could not convert" --url "http://$PUB" --connections abc
+printf 'connections = "many"\n' >"$WORK/type.toml"
+refused "may come from the scenario $WORK/type.toml" --scenario "$WORK/type.toml" --url "http://$PUB"
+refused "unknown key 'conectionz'" --scenario "$WORK/typo.toml" --url "http://$PUB" --json plan
 refused "--peak-factor" plan --clicks-per-day 1000 --peak-factor -5 --retention-days 30 --from-json "$WORK/closed.json"
 refused "--target-utilization" plan --clicks-per-day 1000 --peak-factor 2 --retention-days 30 --target-utilization 2 --from-json "$WORK/closed.json"
+
+# A scenario in full TOML (digit separators, a multi-line string, escapes): 5,000/s for 300 ms
+# on code b000, which --setup made.
+printf 'rate = 5_000\nduration = """300ms"""\ncode = "b\\u0030\\u0030\\u0030"\nconnections = 4\n' \
+  >"$WORK/full.toml"
+"$EARNBENCH" --scenario "$WORK/full.toml" --url "http://$PUB" --json "$WORK/full.json" >/dev/null \
+  || fail "full TOML scenario exited non-zero"
+python3 - "$WORK/full.json" <<'PY' || fail "full TOML scenario result"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["requests"] == 1500 == d["redirects_302"], (d["requests"], d["redirects_302"])
+PY
+
+# --requests with an open loop: the rate over the time it took, no "did not keep up" warning.
+"$EARNBENCH" --url "http://$PUB" --rate 100 --requests 50 --duration 2s >"$WORK/budget.txt" \
+  || fail "budgeted open loop exited non-zero"
+grep -q "warning" "$WORK/budget.txt" && fail "budgeted open loop warned: $(cat "$WORK/budget.txt")"
 
 # Nothing redirected (an unknown code): the run says so and exits 1, capacity 0.
 rc=0
@@ -144,8 +167,10 @@ python3 - "$WORK/int.json" <<'PY' || fail "interrupted run result"
 import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["interrupted"] is True and d["requests"] > 0, (d["interrupted"], d["requests"])
+assert d["errors"]["total"] == 0, d["errors"]  # clicks in flight were answered, not cut off
 assert d["duration_s"] < 10, d["duration_s"]
 PY
+refused "is an interrupted run" plan --clicks-per-day 1000 --peak-factor 2 --retention-days 30 --from-json "$WORK/int.json"
 
 # SIGTERM stops earnd cleanly.
 kill -TERM "$PID"

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http.hpp>
 
 namespace earnbench {
@@ -13,6 +14,27 @@ namespace http = beast::http;
 using tcp = boost::asio::ip::tcp;
 
 constexpr auto kCallTimeout = std::chrono::seconds(10);
+
+// Runs one asynchronous operation to its end on ioc. tcp_stream's timeout (expires_after) only
+// applies to asynchronous operations, so the calls below are asynchronous run to completion:
+// a server that accepts and never answers fails the call after kCallTimeout.
+template <class Start>
+void run_one(boost::asio::io_context& ioc, Start start) {
+  beast::error_code ec;
+  bool done = false;
+  start([&](beast::error_code e, auto&&...) {
+    ec = e;
+    done = true;
+  });
+  ioc.restart();
+  ioc.run();
+  if (!done) {
+    ec = boost::asio::error::operation_aborted;
+  }
+  if (ec) {
+    throw boost::system::system_error(ec == beast::error::timeout ? beast::error::timeout : ec);
+  }
+}
 
 }  // namespace
 
@@ -38,8 +60,9 @@ HttpReply AdminClient::attempt(std::string_view method, std::string_view target,
       stream_.socket().close(ignored);
       buffer_.clear();
       tcp::resolver resolver(ioc_);
+      auto addresses = resolver.resolve(endpoint_.host, endpoint_.port);
       stream_.expires_after(kCallTimeout);
-      stream_.connect(resolver.resolve(endpoint_.host, endpoint_.port));
+      run_one(ioc_, [&](auto handler) { stream_.async_connect(addresses, handler); });
       connected_ = true;
     }
 
@@ -54,10 +77,11 @@ HttpReply AdminClient::attempt(std::string_view method, std::string_view target,
     req.prepare_payload();
 
     stream_.expires_after(kCallTimeout);
-    http::write(stream_, req);
+    run_one(ioc_, [&](auto handler) { http::async_write(stream_, req, handler); });
     http::response_parser<http::string_body> parser;
     parser.body_limit(64 * 1024 * 1024);
-    http::read(stream_, buffer_, parser);
+    stream_.expires_after(kCallTimeout);
+    run_one(ioc_, [&](auto handler) { http::async_read(stream_, buffer_, parser, handler); });
     if (!parser.get().keep_alive()) {
       connected_ = false;
     }

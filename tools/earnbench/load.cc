@@ -149,6 +149,8 @@ class Connection {
   // pending operation once the run is stopping.
   void check(Clock::time_point now, bool stopping);
 
+  void wake() { timer_.cancel(); }  // a connection waiting for its next slot looks again
+
  private:
   asio::awaitable<void> click(Clock::time_point intended);
   asio::awaitable<void> convert();
@@ -218,6 +220,7 @@ class Worker {
   std::size_t active_ = 0;
   bool stopping_ = false;
   bool interrupted_ = false;
+  Clock::time_point interrupt_stop_;
   Clock::time_point finished_;
   std::exception_ptr failure_;
 };
@@ -256,14 +259,20 @@ asio::awaitable<void> Connection::run() {
   const double interval_ns = run_.open_loop() ? 1e9 * opt.connections / opt.rate : 0;
   const double offset_ns = run_.open_loop() ? 1e9 * index_ / opt.rate : 0;
   std::uint64_t slot = 0;
+  // Past the deadline (or beyond what a time point holds) is the deadline: the schedule ends.
+  const double span_ns = static_cast<double>((run_.deadline - run_.start).count());
   auto intended_at = [&](std::uint64_t k) {
-    return run_.start + std::chrono::nanoseconds(
-                            static_cast<std::int64_t>(offset_ns + interval_ns * static_cast<double>(k)));
+    double at = offset_ns + interval_ns * static_cast<double>(k);
+    if (!(at < span_ns)) {
+      return run_.deadline;
+    }
+    return run_.start + std::chrono::nanoseconds(static_cast<std::int64_t>(at));
   };
 
   for (;;) {
     Clock::time_point intended = run_.open_loop() ? intended_at(slot) : Clock::now();
-    if (intended >= run_.deadline || worker_.stopping() || !run_.take_budget()) {
+    if (intended >= run_.deadline || worker_.stopping() || worker_.interrupted() ||
+        !run_.take_budget()) {
       break;
     }
     ++slot;
@@ -480,10 +489,17 @@ asio::awaitable<void> Worker::sweep() {
     tick.expires_after(kTick);
     co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     Clock::time_point now = Clock::now();
-    if (run_.opt.interrupt != nullptr && run_.opt.interrupt->load(std::memory_order_relaxed)) {
+    // An interrupt sends no new clicks and gives those in flight the usual timeout to finish
+    // (they are answers, not errors); the run's own end cuts them off at the hard stop.
+    if (!interrupted_ && run_.opt.interrupt != nullptr &&
+        run_.opt.interrupt->load(std::memory_order_relaxed)) {
       interrupted_ = true;
+      interrupt_stop_ = now + run_.opt.timeout;
+      for (auto& c : connections_) {
+        c->wake();
+      }
     }
-    stopping_ = stopping_ || interrupted_ || now >= run_.hard_stop;
+    stopping_ = stopping_ || now >= run_.hard_stop || (interrupted_ && now >= interrupt_stop_);
     for (auto& c : connections_) {
       c->check(now, stopping_);
     }
@@ -562,7 +578,9 @@ LoadResult run_load(const LoadOptions& opt) {
   }
   // An open loop's schedule spans the whole duration even when its last click was sent early
   // (a low rate), so throughput is over the duration, not over the busy part.
-  if (run.open_loop() && !result.interrupted) {
+  // (Not when it ended early: interrupted, or its --requests budget spent.)
+  bool budget_spent = opt.max_requests > 0 && run.issued.load() >= opt.max_requests;
+  if (run.open_loop() && !result.interrupted && !budget_spent) {
     end = std::max(end, run.deadline);
   }
   result.elapsed = end - run.start;

@@ -11,9 +11,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -91,6 +93,29 @@ struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A file read whole (a scenario, a result): it must be a regular file of at most `limit` bytes.
+std::string read_small_file(const std::string& path, std::uintmax_t limit, const char* what) {
+  std::error_code ec;
+  auto status = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(status)) {
+    throw UsageError(std::string(what) + " " + path + ": no such file");
+  }
+  if (!std::filesystem::is_regular_file(status)) {
+    throw UsageError(std::string(what) + " " + path + ": not a regular file");
+  }
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec || size > limit) {
+    throw UsageError(fmt::format("{} {}: larger than {} bytes", what, path, limit));
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) {
+    throw UsageError(std::string(what) + " " + path + ": cannot be read: " + std::strerror(errno));
+  }
+  return text.str();
+}
+
 void add_run_options(CLI::App& app, Flags& f) {
   app.add_option("--url", f.url, "earnd's public listener, http://HOST:PORT (required)");
   app.add_option("--duration", f.duration, "How long to send clicks: 10s, 500ms, 2m")
@@ -135,6 +160,9 @@ void add_run_options(CLI::App& app, Flags& f) {
 constexpr std::chrono::hours kMaxDuration{24};
 constexpr std::chrono::minutes kMaxTimeout{1};
 constexpr double kMaxRate = 10'000'000;  // clicks/s: beyond any one server
+constexpr double kMinRate = 0.01;        // one click in 100 s
+constexpr std::int64_t kMaxRequests = 1'000'000'000'000;
+constexpr std::chrono::milliseconds kMinTimeout{10};  // the sweeper's tick
 constexpr unsigned kMaxConnections = 60'000;
 constexpr unsigned kMaxThreads = 1024;
 constexpr std::size_t kMaxCodes = 10'000'000;
@@ -149,6 +177,9 @@ std::chrono::nanoseconds duration_flag(const std::string& text,
                      "' is not a positive duration such as 10s or 500ms (at most " +
                      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(max).count()) +
                      " s)");
+  }
+  if (std::string_view(name) == "--timeout" && *d < kMinTimeout) {
+    throw UsageError("--timeout: at least 10ms (timeouts are checked every 10 ms)");
   }
   if (*d > max) {
     throw UsageError(std::string(name) + ": '" + text + "' is longer than the limit of " +
@@ -185,6 +216,22 @@ Scenario validate(const Flags& f) {
   }
   // 0 (the default) is a closed loop; an open loop's rate is finite and below any server's.
   check_range(f.rate, 0, kMaxRate, "--rate (clicks per second; 0 or absent: closed loop)");
+  if (f.rate > 0 && f.rate < kMinRate) {
+    throw UsageError(
+        fmt::format("--rate must be at least {} clicks per second (0 or absent: "
+                    "closed loop), not {}",
+                    kMinRate, f.rate));
+  }
+  if (f.requests > kMaxRequests) {
+    throw UsageError(fmt::format("--requests is at most {}", kMaxRequests));
+  }
+  for (const std::string* c : {&f.code, &f.code_prefix}) {
+    if (c->size() > 64 ||
+        c->find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                             "0123456789_-") != std::string::npos) {
+      throw UsageError("--code and --code-prefix: letters, digits, '_' and '-' only, at most 64");
+    }
+  }
   check_range(f.zipf, 0, kMaxZipf, "--zipf");
   if (f.requests < 0) {
     throw UsageError("--requests cannot be negative (0: the duration alone bounds the run)");
@@ -337,9 +384,19 @@ void check_writable(const std::string& path) {
   if (path.empty()) {
     throw UsageError("--json needs a file name");
   }
-  std::ofstream probe(path, std::ios::app);
-  if (!probe) {
-    throw UsageError("--json: cannot write " + path + ": " + std::strerror(errno));
+  std::error_code ec;
+  bool existed = std::filesystem::exists(path, ec);
+  if (existed && !std::filesystem::is_regular_file(path, ec)) {
+    throw UsageError("--json: " + path + " is not a regular file");
+  }
+  {
+    std::ofstream probe(path, std::ios::app);
+    if (!probe) {
+      throw UsageError("--json: cannot write " + path + ": " + std::strerror(errno));
+    }
+  }
+  if (!existed) {
+    std::filesystem::remove(path, ec);  // no empty file left behind if the run never happens
   }
 }
 
@@ -423,13 +480,13 @@ int run_bench(const Flags& f) {
   if (f.json_set) {
     write_json(f.json_file, to_json(result));
   }
-  if (result.interrupted) {
+  if (result.interrupted || g_interrupted.load()) {
     return 130;
   }
   // A run in which nothing was redirected measured no capacity: say so in the exit status too.
   if (result.redirects == 0) {
-    std::cerr << "earnbench: no click was answered 302 (" << error_line(result.errors)
-              << "): check --url and --code\n";
+    std::cerr << "earnbench: no click was answered 302 in " << result.elapsed_s << " s ("
+              << error_line(result.errors) << "): check --url, --code and --duration\n";
     return 1;
   }
   return 0;
@@ -442,14 +499,9 @@ int run_plan(const PlanFlags& p) {
                  "--from-json RESULT.json\n";
     return 2;
   }
-  std::ifstream in(p.from_json);
-  if (!in) {
-    throw UsageError("cannot read " + p.from_json);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text = read_small_file(p.from_json, 64 << 20, "--from-json");
   boost::system::error_code ec;
-  json::value doc = json::parse(text.str(), ec);
+  json::value doc = json::parse(text, ec);
   if (ec) {
     throw UsageError(p.from_json + " is not JSON: " + ec.message());
   }
@@ -485,26 +537,46 @@ void add_plan_options(CLI::App& plan, PlanFlags& p) {
 // The scenario file, parsed as TOML before CLI11 reads it: a syntax error or an unknown key
 // names the file and the line instead of surfacing as a confusing flag error. Keys are the
 // run's long flags without the dashes.
-void check_scenario_file(int argc, char** argv, const CLI::App& app) {
-  std::string path;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--scenario" && i + 1 < argc) {
-      path = argv[i + 1];
-    } else if (a.rfind("--scenario=", 0) == 0) {
-      path = std::string(a.substr(11));
+// The scenario file (--scenario FILE, TOML; keys are the run's long flags without the dashes)
+// turned into flags placed before the command line's, for keys the command line does not set:
+// the command line wins, and CLI11 checks every value as it checks a flag. A syntax error, an
+// unknown key or a value that is not a number, string or boolean names the file and line.
+std::vector<std::string> with_scenario(int argc,
+                                       char** argv,
+                                       const CLI::App& app,
+                                       std::string& path) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::set<std::string> given;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a.rfind("--", 0) != 0) {
+      continue;
+    }
+    std::string name = a.substr(0, a.find('='));
+    given.insert(name);
+    if (name == "--scenario") {
+      if (!path.empty()) {
+        throw UsageError("--scenario given twice");
+      }
+      path = a.size() > name.size() ? a.substr(name.size() + 1)
+                                    : (i + 1 < args.size() ? args[i + 1] : "");
+      if (path.empty()) {
+        throw UsageError("--scenario needs a file name");
+      }
     }
   }
   if (path.empty()) {
-    return;
+    return args;
   }
+  std::string text = read_small_file(path, 1 << 20, "scenario");
   toml::table t;
   try {
-    t = toml::parse_file(path);
+    t = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
     throw UsageError(fmt::format("scenario {}: {} (line {}, column {})", path, e.description(),
                                  e.source().begin.line, e.source().begin.column));
   }
+  std::vector<std::string> from_file;
   for (const auto& [key, value] : t) {
     std::string name = "--" + std::string(key.str());
     const CLI::Option* opt = nullptr;
@@ -512,13 +584,42 @@ void check_scenario_file(int argc, char** argv, const CLI::App& app) {
       opt = app.get_option(name);
     } catch (const CLI::OptionNotFound&) {
     }
+    auto line = key.source().begin.line;
     if (opt == nullptr || name == "--scenario" || name == "--help") {
       throw UsageError(
           fmt::format("scenario {}: unknown key '{}' (line {}): the keys are the "
                       "run's flags without the leading dashes",
-                      path, key.str(), key.source().begin.line));
+                      path, key.str(), line));
     }
+    if (given.count(name) > 0) {
+      continue;  // the command line overrides the file
+    }
+    std::string v;
+    if (auto i = value.value<std::int64_t>(); i && value.is_integer()) {
+      v = std::to_string(*i);
+    } else if (auto d = value.value<double>(); d && value.is_floating_point()) {
+      v = fmt::format("{}", *d);
+    } else if (auto str = value.value<std::string>()) {
+      v = *str;
+    } else if (auto b = value.value<bool>()) {
+      if (opt->get_expected_min() == 0) {  // a flag such as --setup: present or absent
+        if (*b) {
+          from_file.push_back(name);
+        }
+        continue;
+      }
+      v = *b ? "true" : "false";
+    } else {
+      throw UsageError(
+          fmt::format("scenario {}: '{}' (line {}) must be a number, a string or "
+                      "true/false",
+                      path, key.str(), line));
+    }
+    from_file.push_back(name);
+    from_file.push_back(v);
   }
+  from_file.insert(from_file.end(), args.begin(), args.end());
+  return from_file;
 }
 
 }  // namespace
@@ -528,19 +629,34 @@ int main(int argc, char** argv) {
   Flags flags;
   PlanFlags plan_flags;
   add_run_options(app, flags);
-  app.set_config("--scenario", "", "TOML scenario file with the same keys as the flags");
+  std::string scenario_file;  // set by with_scenario, before (and whatever) CLI11 parses
+  std::string scenario_flag;
+  app.add_option("--scenario", scenario_flag,
+                 "TOML scenario file whose keys are the flags without the dashes (flags given "
+                 "here win)")
+      ->type_name("FILE");
   CLI::App* plan = app.add_subcommand("plan", "Cores, memory and disk for a load, from a run");
   add_plan_options(*plan, plan_flags);
+  std::vector<std::string> args;
   try {
-    if (!std::any_of(argv + 1, argv + argc,
-                     [](const char* a) { return std::string_view(a) == "plan"; })) {
-      check_scenario_file(argc, argv, app);
-    }
+    bool is_plan = argc > 1 && std::string_view(argv[1]) == "plan";
+    args = is_plan ? std::vector<std::string>(argv + 1, argv + argc)
+                   : with_scenario(argc, argv, app, scenario_file);
   } catch (const std::exception& e) {
     std::cerr << "earnbench: " << e.what() << "\n";
     return 2;
   }
-  CLI11_PARSE(app, argc, argv);
+  // Every usage error exits 2 (CLI11's own codes vary by kind); --help exits 0.
+  std::reverse(args.begin(), args.end());  // CLI11 takes the vector form last argument first
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    if (rc != 0 && !scenario_file.empty()) {
+      std::cerr << "(the values may come from the scenario " << scenario_file << ")\n";
+    }
+    return rc == 0 ? 0 : 2;
+  }
   flags.json_set = app.count("--json") > 0;
 
   try {

@@ -47,6 +47,15 @@ MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
   if (!(run.throughput_rps > 0) || !std::isfinite(run.throughput_rps)) {
     throw std::runtime_error(run.source + " has no positive rate of 302 answers to scale from");
   }
+  if (run.throughput_rps < 1 || run.throughput_rps > 1e9) {
+    throw std::runtime_error(run.source + ": a rate of " + std::to_string(run.throughput_rps) +
+                             " answers/s is not one to plan from (1 to 1e9)");
+  }
+  if (auto it = o.find("interrupted");
+      it != o.end() && it->value().is_bool() && it->value().get_bool()) {
+    throw std::runtime_error(run.source +
+                             " is an interrupted run (Ctrl-C): plan from one that ran its course");
+  }
 
   if (const json::object* server = object_at(o, "server")) {
     run.cpu_cores_used = number_at(*server, "cpu_cores_used");
@@ -54,11 +63,17 @@ MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
     run.rss_bytes = number_at(*server, "rss_bytes");
   }
   // A hand-edited or damaged file: a figure that cannot be a measurement is refused.
-  for (auto* f : {&run.cpu_cores_used, &run.bytes_per_click, &run.rss_bytes}) {
-    if (*f && (!std::isfinite(**f) || **f <= 0)) {
+  // Upper bounds far past any machine: 10,000 cores, 1 MB per click, 1 PB of memory.
+  const std::pair<std::optional<double>*, double> figures[] = {
+      {&run.cpu_cores_used, 1e4}, {&run.bytes_per_click, 1e6}, {&run.rss_bytes, 1e15}};
+  for (auto [f, hi] : figures) {
+    if (*f && (!std::isfinite(**f) || **f <= 0 || **f > hi)) {
       throw std::runtime_error(run.source +
                                ": server figures (cpu_cores_used, bytes_written_per_click, "
-                               "rss_bytes) must be positive numbers");
+                               "rss_bytes) must be positive numbers of a real machine");
+    }
+    if (*f && f == &run.cpu_cores_used && **f < 1e-3) {
+      throw std::runtime_error(run.source + ": cpu_cores_used below 0.001 is not a measurement");
     }
   }
   if (const json::object* latency = object_at(o, "latency_us")) {
@@ -68,7 +83,11 @@ MeasuredRun measured_run_from_json(const json::value& doc, std::string source) {
     run.errors = number_at(*errors, "total").value_or(0);
   }
   if (const json::object* machine = object_at(o, "machine")) {
-    run.machine_cpus = static_cast<unsigned>(number_at(*machine, "cpus").value_or(0));
+    double cpus = number_at(*machine, "cpus").value_or(0);
+    if (!(cpus >= 0 && cpus <= 100'000)) {
+      throw std::runtime_error(run.source + ": machine.cpus must be 0 to 100000");
+    }
+    run.machine_cpus = static_cast<unsigned>(cpus);
   }
   if (const json::object* scenario = object_at(o, "scenario")) {
     if (auto it = scenario->find("mode"); it != scenario->end() && it->value().is_string()) {
@@ -90,9 +109,8 @@ std::optional<std::string> invalid_plan_request(const PlanRequest& r) {
   if (bad(r.retention_days, 0, 36'500)) {
     return fmt::format("--retention-days must be from 0 to 36500, not {}", r.retention_days);
   }
-  if (!(r.target_utilization > 0 && r.target_utilization <= 1)) {
-    return fmt::format("--target-utilization must be above 0 and at most 1, not {}",
-                       r.target_utilization);
+  if (!(r.target_utilization >= 0.01 && r.target_utilization <= 1)) {
+    return fmt::format("--target-utilization must be from 0.01 to 1, not {}", r.target_utilization);
   }
   if (bad(r.disk_headroom, 1, 100) || bad(r.memory_headroom, 1, 100)) {
     return fmt::format("--disk-headroom and --memory-headroom must be from 1 to 100, not {} and {}",

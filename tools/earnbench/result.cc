@@ -288,7 +288,9 @@ std::string summary_text(const RunResult& r) {
   std::string out = fmt::format(
       "earnbench: {}, {} connections on {} threads, {} codes (zipf {}), bots {}, new connections "
       "{}, conversions {} per click\n",
-      s.rate > 0 ? fmt::format("open loop at {} req/s", group_digits(s.rate)) : "closed loop",
+      s.rate > 0 ? fmt::format("open loop at {} req/s",
+                               s.rate < 100 ? fmt::format("{:g}", s.rate) : group_digits(s.rate))
+                 : "closed loop",
       s.connections, s.threads, s.codes, s.zipf, percent(s.bot_share), percent(s.new_conn_share),
       s.conversions_per_click);
   out += fmt::format("  target      {}\n", s.url);

@@ -1,5 +1,7 @@
 #include "earnbench/target.h"
 
+#include <string>
+
 #include <boost/url/parse.hpp>
 #include <fmt/format.h>
 
@@ -15,6 +17,12 @@ std::optional<HttpEndpoint> parse_http_url(std::string_view url) {
     return std::nullopt;
   }
 
+  // A port past 65535 would wrap round in the socket address: refused.
+  if (u->has_port() && !u->port().empty() &&
+      (u->port().size() > 5 || u->port_number() == 0 ||
+       std::stoul(std::string(u->port())) > 65535)) {
+    return std::nullopt;
+  }
   HttpEndpoint e;
   e.host = u->host_address();
   e.port = u->has_port() && !u->port().empty() ? std::string(u->port()) : "80";
