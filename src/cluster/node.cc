@@ -283,7 +283,6 @@ struct Node::Impl {
   std::atomic<bool> replaying{false};
   std::atomic<std::uint64_t> stalls_total{0};  // idle consumers replaced while the stream had more
   std::atomic<std::uint64_t> gaps_total{0};    // sequence jumps that made the indexer read again
-  std::atomic<std::uint64_t> filled_total{0};  // clicks read one by one where a consumer skipped
   std::atomic<std::uint64_t> replayed_total{0};  // clicks a replay added (they were missing)
   std::atomic<std::uint64_t> index_lag_ms{0};
   std::atomic<std::uint64_t> meta_applied{0};
@@ -778,38 +777,6 @@ struct Node::Impl {
     return true;
   }
 
-  // Sequences from..to read one by one from the stream (its leader answers) into the batch.
-  // False when the stream could not be asked; what it answers "no message" for is a hole
-  // (aged out, or removed), logged once as a range.
-  bool fill_gap(std::uint64_t from,
-                std::uint64_t to,
-                store::ClickBatch& batch,
-                std::uint64_t& first_ts) {
-    std::uint64_t missing = 0;
-    std::uint64_t filled = 0;
-    for (std::uint64_t q = from; q <= to; ++q) {
-      natsMsg* m = nullptr;
-      jsErrCode jerr = static_cast<jsErrCode>(0);
-      natsStatus s = js_GetMsg(&m, js, kClickStream, q, nullptr, &jerr);
-      if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
-        ++missing;
-        continue;
-      }
-      if (s != NATS_OK) {
-        log->warn("event=click_gap_fill_failed seq={} error=\"{}\" action=resubscribe", q,
-                  nats_error(s));
-        return false;
-      }
-      std::string_view data(natsMsg_GetData(m), static_cast<std::size_t>(natsMsg_GetDataLength(m)));
-      filled += index_click(data, batch, first_ts) ? 1 : 0;
-      natsMsg_Destroy(m);
-    }
-    filled_total.fetch_add(filled);
-    log->warn("event=click_gap_filled from_seq={} to_seq={} read={} not_in_stream={}", from, to,
-              filled, missing);
-    return true;
-  }
-
   void run_indexer() {
     natsSubscription* sub = nullptr;
     store::ClickBatch batch = store.make_click_batch();
@@ -893,14 +860,11 @@ struct Node::Impl {
             failed = true;
             break;
           }
-          // The same jump from the same cursor twice: ask the stream for each missing sequence.
-          // Only those it has not got are a hole; a consumer that skips what the stream holds
-          // must not cost the index those clicks.
-          if (!fill_gap(last_seq + 1, seq - 1, batch, first_ts)) {
-            natsMsg_Destroy(m);
-            failed = true;
-            break;
-          }
+          // LIMIT: the same jump from the same cursor twice is taken as a hole in the stream
+          // (aged out, or deleted). Reading each missing sequence with js_GetMsg, to tell a
+          // hole from a consumer that skips, was tried on 2026-12-04; the CI run that followed
+          // saw earnd crash on this path (cause not established), so it was taken out again.
+          log->warn("event=click_stream_hole from_seq={} to_seq={}", last_seq + 1, seq - 1);
         }
         std::string_view data(natsMsg_GetData(m),
                               static_cast<std::size_t>(natsMsg_GetDataLength(m)));
@@ -1758,7 +1722,6 @@ std::string status_json(const Status& st, Role role, std::uint32_t shard_count) 
   o["replaying"] = st.replaying;
   o["replayed"] = st.replayed;
   o["consumer_gaps"] = st.consumer_gaps;
-  o["gap_filled_clicks"] = st.gap_filled_clicks;
   o["spool_kept"] = st.spool_kept;
   o["resent_clicks"] = st.resent_clicks;
   o["meta_pending"] = st.meta_pending;
@@ -1841,7 +1804,6 @@ Status Node::status() const {
   st.replaying = i.replaying.load() || i.replay_from_ms.load() != 0;
   st.replayed = i.replayed_total.load();
   st.consumer_gaps = i.gaps_total.load();
-  st.gap_filled_clicks = i.filled_total.load();
   st.spool_kept = i.kept_depth.load();
   st.resent_clicks = i.resent_total.load();
   {

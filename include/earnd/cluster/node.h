@@ -95,7 +95,6 @@ struct Status {
   bool replaying = false;               // a replay asked for is pending or running
   std::uint64_t replayed = 0;           // clicks replays added (the index lacked them)
   std::uint64_t consumer_gaps = 0;      // times the click consumer skipped and was read again
-  std::uint64_t gap_filled_clicks = 0;  // clicks read one by one where a consumer skipped twice
   std::uint64_t consumer_stalls = 0;    // times an idle consumer was replaced (stream had more)
   std::uint64_t meta_pending = 0;       // catalog records written here, not yet in the meta bucket
   std::uint64_t meta_seen_seq = 0;      // the meta bucket's last sequence this node has read
