@@ -1076,8 +1076,10 @@ void ClusterTest::sales_through_two_edges(bool kill_b) {
   auto loc = click.header("Location").value_or("");
   ASSERT_NE(loc.find("earnd_cid="), std::string::npos);
   const std::string cid = loc.substr(loc.find("earnd_cid=") + 10, 26);
-  // The click must be indexed on b too before b attributes sales to it.
-  std::this_thread::sleep_for(500ms);
+  // The click must be indexed on b too before b attributes sales to it. Waited for, not slept
+  // for: on a loaded machine b's index lagged past the 2 s read barrier (cluster.click_wait_ms),
+  // and the first sales on b were answered unknown_click (CI, 2026-12-04).
+  ASSERT_NO_FATAL_FAILURE(wait_settled({&a, &b}));
 
   constexpr int kEvents = 10'000;
   char now[32];
