@@ -26,12 +26,12 @@ TEST(ResultTest, ServerFiguresComeFromMetricDeltas) {
   EXPECT_TRUE(f.skipped.empty());
   EXPECT_EQ(f.clicks_stored, 20'000);
   EXPECT_EQ(f.clicks_dropped, 3);
-  EXPECT_DOUBLE_EQ(*f.bytes_written_per_click, 40.0);     // 800,000 B / 20,000 clicks.
-  EXPECT_DOUBLE_EQ(*f.mean_batch_size, 50.0);             // 20,000 clicks / 400 batches.
-  EXPECT_NEAR(*f.mean_commit_us, 1000.0, 1e-6);           // 0.4 s / 400 commits.
+  EXPECT_DOUBLE_EQ(*f.bytes_written_per_click, 40.0);  // 800,000 B / 20,000 clicks.
+  EXPECT_DOUBLE_EQ(*f.mean_batch_size, 50.0);          // 20,000 clicks / 400 batches.
+  EXPECT_NEAR(*f.mean_commit_us, 1000.0, 1e-6);        // 0.4 s / 400 commits.
   EXPECT_DOUBLE_EQ(*f.cpu_seconds, 2.0);
-  EXPECT_DOUBLE_EQ(*f.cpu_cores_used, 0.5);               // 2 s of CPU in 4 s.
-  EXPECT_DOUBLE_EQ(*f.cpu_us_per_request, 100.0);         // 2 s / 20,000 requests.
+  EXPECT_DOUBLE_EQ(*f.cpu_cores_used, 0.5);        // 2 s of CPU in 4 s.
+  EXPECT_DOUBLE_EQ(*f.cpu_us_per_request, 100.0);  // 2 s / 20,000 requests.
   EXPECT_DOUBLE_EQ(*f.rss_bytes, 6e7);
   EXPECT_EQ(f.cpu_source, "/proc/<pid>/stat");
   EXPECT_FALSE(f.mean_redirect_us.has_value());

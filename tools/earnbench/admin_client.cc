@@ -41,7 +41,9 @@ void run_one(boost::asio::io_context& ioc, Start start) {
 AdminClient::AdminClient(HttpEndpoint endpoint, std::string key)
     : endpoint_(std::move(endpoint)), key_(std::move(key)), stream_(ioc_) {}
 
-HttpReply AdminClient::call(std::string_view method, std::string_view target, std::string_view body) {
+HttpReply AdminClient::call(std::string_view method,
+                            std::string_view target,
+                            std::string_view body) {
   // A kept-alive connection may have been closed by the server while idle: one retry.
   if (connected_) {
     try {
@@ -53,7 +55,9 @@ HttpReply AdminClient::call(std::string_view method, std::string_view target, st
   return attempt(method, target, body);
 }
 
-HttpReply AdminClient::attempt(std::string_view method, std::string_view target, std::string_view body) {
+HttpReply AdminClient::attempt(std::string_view method,
+                               std::string_view target,
+                               std::string_view body) {
   try {
     if (!connected_) {
       beast::error_code ignored;

@@ -74,13 +74,17 @@ class ResponseReader final : public http::basic_parser<false> {
   unsigned status() const noexcept { return status_; }
 
  private:
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, ErrorCode&) override {}
+  void on_request_impl(
+      http::verb, beast::string_view, beast::string_view, int, ErrorCode&) override {}
 
   void on_response_impl(int code, beast::string_view, int, ErrorCode&) override {
     status_ = static_cast<unsigned>(code);
   }
 
-  void on_field_impl(http::field name, beast::string_view, beast::string_view value, ErrorCode&) override {
+  void on_field_impl(http::field name,
+                     beast::string_view,
+                     beast::string_view value,
+                     ErrorCode&) override {
     constexpr std::string_view kCookie = "earnd_cid=";
     if (name == http::field::set_cookie && value.starts_with(kCookie)) {
       value.remove_prefix(kCookie.size());
@@ -125,7 +129,8 @@ struct RunState {
   // Claims one click of the --requests budget.
   bool take_budget() noexcept {
     // Relaxed: a plain counter; no other memory is published through it.
-    return opt.max_requests == 0 || issued.fetch_add(1, std::memory_order_relaxed) < opt.max_requests;
+    return opt.max_requests == 0 ||
+           issued.fetch_add(1, std::memory_order_relaxed) < opt.max_requests;
   }
 };
 
@@ -159,6 +164,7 @@ class Connection {
   void count_failure(Outcome o);
   void build_click(std::string_view code, bool bot, bool fresh);
   void build_conversion();
+
   double draw() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
 
   Worker& worker_;
@@ -199,14 +205,19 @@ class Worker {
 
   // Spawns the connections and the sweeper; run() then drives them to the end.
   void spawn();
+
   void run() { ioc_.run(); }
 
   asio::io_context& ioc() { return ioc_; }
+
   LoadStats& stats() { return stats_; }
+
   bool stopping() const noexcept { return stopping_; }
 
   bool interrupted() const noexcept { return interrupted_; }
+
   Clock::time_point finished() const noexcept { return finished_; }
+
   std::exception_ptr failure() const noexcept { return failure_; }
 
  private:
@@ -430,7 +441,8 @@ void Connection::build_click(std::string_view code, bool bot, bool fresh) {
     append_number(req_, static_cast<std::uint64_t>(draw() * kVisitors));
     req_ += ".0 Safari/537.36";
   }
-  req_ += "\r\nAccept: text/html,application/xhtml+xml\r\nReferer: https://blog.example.com/review\r\n";
+  req_ +=
+      "\r\nAccept: text/html,application/xhtml+xml\r\nReferer: https://blog.example.com/review\r\n";
   if (fresh) {
     req_ += "Connection: close\r\n";
   }

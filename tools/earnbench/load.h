@@ -29,7 +29,7 @@ struct LoadOptions {
   std::uint64_t max_requests = 0;  // Clicks to send at most; 0: bounded by the duration only.
   unsigned connections = 16;
   unsigned threads = 2;
-  double rate = 0;  // Clicks per second over all connections; 0: closed loop.
+  double rate = 0;            // Clicks per second over all connections; 0: closed loop.
   double new_conn_share = 0;  // Share of clicks sent on a connection of their own.
   double bot_share = 0.02;
   double conversions_per_click = 0;
@@ -45,7 +45,7 @@ struct LoadOptions {
 // What the connections of one thread counted; merged over threads at the end.
 struct LoadStats {
   LatencyHistogram latency;
-  std::uint64_t responses = 0;  // Click requests answered with any status.
+  std::uint64_t responses = 0;                 // Click requests answered with any status.
   std::array<std::uint64_t, 600> by_status{};  // Index = HTTP status; others go to by_status[0].
   std::uint64_t connect_errors = 0;
   std::uint64_t write_errors = 0;

@@ -93,8 +93,8 @@ std::string server_lines(const RunResult& r) {
 
 std::string capacity_line(const RunResult& r) {
   double rps = r.redirect_rps();
-  std::string line = fmt::format("  capacity    {} clicks/s sustained = {} clicks/day", group_digits(rps),
-                                 group_digits(rps * 86400));
+  std::string line = fmt::format("  capacity    {} clicks/s sustained = {} clicks/day",
+                                 group_digits(rps), group_digits(rps * 86400));
   if (r.server.cpu_cores_used && *r.server.cpu_cores_used > 0) {
     line += fmt::format(", {} req/s per server core", group_digits(rps / *r.server.cpu_cores_used));
   }
@@ -247,10 +247,10 @@ json::object to_json(const RunResult& r) {
   for (const auto& [code, n] : r.errors.status) {
     status[std::to_string(code)] = n;
   }
-  json::object errors{{"total", r.errors.total()}, {"connect", r.errors.connect},
-                      {"write", r.errors.write},   {"read", r.errors.read},
+  json::object errors{{"total", r.errors.total()},   {"connect", r.errors.connect},
+                      {"write", r.errors.write},     {"read", r.errors.read},
                       {"timeout", r.errors.timeout}, {"status", std::move(status)}};
-  json::object latency{{"p50", r.latency.p50}, {"p90", r.latency.p90},   {"p99", r.latency.p99},
+  json::object latency{{"p50", r.latency.p50},   {"p90", r.latency.p90}, {"p99", r.latency.p99},
                        {"p999", r.latency.p999}, {"max", r.latency.max}, {"mean", r.latency.mean}};
 
   // Capacity counts the clicks redirected (302), not 404s or other refusals.

@@ -85,7 +85,7 @@ ServerFigures server_figures(const MetricsSnapshot& before,
 struct RunResult {
   Scenario scenario;
   double elapsed_s = 0;
-  std::uint64_t requests = 0;  // Click requests answered with any HTTP status.
+  std::uint64_t requests = 0;   // Click requests answered with any HTTP status.
   std::uint64_t redirects = 0;  // Of which 302.
   std::uint64_t new_connections = 0;
   std::uint64_t bot_requests = 0;

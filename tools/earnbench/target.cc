@@ -34,7 +34,9 @@ std::string bench_code(std::string_view prefix, std::size_t i) {
   return fmt::format("{}{:03}", prefix, i);
 }
 
-std::vector<std::string> bench_codes(std::string_view prefix, std::size_t n, std::string_view single) {
+std::vector<std::string> bench_codes(std::string_view prefix,
+                                     std::size_t n,
+                                     std::string_view single) {
   if (!single.empty()) {
     return {std::string(single)};
   }
