@@ -189,12 +189,6 @@ std::chrono::nanoseconds duration_flag(const std::string& text,
   return *d;
 }
 
-void check_share(double v, const char* name) {
-  if (!(v >= 0 && v <= 1)) {
-    throw UsageError(std::string(name) + " must lie between 0 and 1");
-  }
-}
-
 // A finite number in [lo, hi] (NaN and infinities refused).
 void check_range(double v, double lo, double hi, const char* name) {
   if (!std::isfinite(v) || v < lo || v > hi) {
@@ -239,9 +233,9 @@ Scenario validate(const Flags& f) {
   if (f.server_pid < 0) {
     throw UsageError("--server-pid must be a process id");
   }
-  check_share(f.new_conn_share, "--new-conn-share");
-  check_share(f.bot_share, "--bot-share");
-  check_share(f.conversions_per_click, "--conversions-per-click");
+  check_range(f.new_conn_share, 0, 1, "--new-conn-share");
+  check_range(f.bot_share, 0, 1, "--bot-share");
+  check_range(f.conversions_per_click, 0, 1, "--conversions-per-click");
 
   return Scenario{
       .url = f.url,
